@@ -1,0 +1,221 @@
+"""`foundrec`: thin command line over the library; errors print a message and what to do, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from foundrec.config import ColumnMap, DataConfig, RunConfig, load_config
+from foundrec.errors import FoundrecError
+
+app = typer.Typer(help="Pretrained sequential recommenders: data, training, evaluation.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+data_app = typer.Typer(help="Inspect and fetch datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+SHOWN = ("hr@10", "ndcg@10", "recall@20", "ndcg@20", "mrr", "coverage@10", "tail/ndcg@10", "cold/ndcg@10")
+
+DataDirOpt = typer.Option(None, "--data-dir", help="Folder with the datasets (default $FOUNDREC_DATA or ../shared/data).")
+FormatOpt = typer.Option(None, "--format", help="csv|tsv|parquet|jsonl|seqlines, for a file path.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def _fail(exc: FoundrecError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _data_config(data: str, data_dir: str | None, fmt: str | None, delimiter: str | None,
+                 user_col: str | None, item_col: str | None, time_col: str | None,
+                 rating_col: str | None, no_header: bool) -> dict[str, Any]:
+    """CLI data options as config keys; a name from the registry or a file path."""
+    from foundrec.data.datasets import REGISTRY
+
+    base: dict[str, Any] = {"data__data_dir": data_dir}
+    if data in REGISTRY or data == "synthetic":
+        base["data__dataset"] = data
+    else:
+        base["data__path"] = data
+    base.update(data__format=fmt, data__delimiter=delimiter, data__columns__user=user_col,
+                data__columns__item=item_col, data__columns__timestamp=time_col,
+                data__columns__rating=rating_col, data__header=False if no_header else None)
+    return base
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: str = typer.Argument(..., help="Registry name (beauty, sports, ml-100k, ml-1m, synthetic) or a file."),
+    data_dir: str | None = DataDirOpt,
+    fmt: str | None = FormatOpt,
+    delimiter: str | None = typer.Option(None, help="Field delimiter, e.g. '::'."),
+    user_col: str | None = typer.Option(None, help="Column with user ids."),
+    item_col: str | None = typer.Option(None, help="Column with item ids."),
+    time_col: str | None = typer.Option(None, help="Column with timestamps."),
+    rating_col: str | None = typer.Option(None, help="Column with ratings."),
+    no_header: bool = typer.Option(False, "--no-header", help="The file has no header line."),
+    config: Path | None = typer.Option(None, help="TOML config with a [data] section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting, e.g. data.kcore=5."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Users, items, interactions, history lengths and malformed rows of a dataset."""
+    from foundrec.data.datasets import load_dataset
+
+    try:
+        cfg = load_config(config, set_, **_data_config(dataset, data_dir, fmt, delimiter, user_col, item_col,
+                                                        time_col, rating_col, no_header))
+        start = time.perf_counter()
+        loaded = load_dataset(cfg.data)
+    except FoundrecError as exc:
+        _fail(exc)
+    stats: dict[str, Any] = {"source": loaded.source, **loaded.interactions.stats()}
+    if loaded.report is not None:
+        stats.update(rows_read=loaded.report.rows, bad_rows=loaded.report.bad,
+                     bad_reasons=dict(loaded.report.reasons),
+                     bad_examples=[str(b) for b in loaded.report.examples])
+    stats["seconds"] = round(time.perf_counter() - start, 3)
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    table = Table(title=f"{dataset}", show_header=False)
+    for key, value in stats.items():
+        if key != "bad_examples":
+            table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    for example in stats.get("bad_examples", [])[:10]:
+        console.print(f"[yellow]bad row[/] {example}", highlight=False)
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="ml-100k or ml-1m."),
+    data_dir: str | None = DataDirOpt,
+    base_url: str | None = typer.Option(None, help="Mirror to download from (default: GroupLens)."),
+) -> None:
+    """Download a public MovieLens archive, check its published MD5, unpack it into the data folder."""
+    from foundrec.data.datasets import data_dir as resolve_dir
+    from foundrec.data.download import download
+
+    with Progress(TextColumn(f"downloading {name}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("download", total=None)
+        try:
+            target = download(name, resolve_dir(data_dir), base_url,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total or None))
+        except FoundrecError as exc:
+            _fail(exc)
+    console.print(f"[green]ok[/] {name} in {target}")
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="pop, itemknn, bpr or mlp."),
+    data: str = typer.Option("beauty", "--data", help="Registry name or a file path."),
+    split: str | None = typer.Option(None, "--split", help="loo (default) or temporal."),
+    config: Path | None = typer.Option(None, help="TOML config file."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting: params.dim=64, train.seed=1, ..."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/MODEL-DATA)."),
+    data_dir: str | None = DataDirOpt,
+    fmt: str | None = FormatOpt,
+    delimiter: str | None = typer.Option(None, help="Field delimiter, e.g. '::'."),
+    user_col: str | None = typer.Option(None, help="Column with user ids."),
+    item_col: str | None = typer.Option(None, help="Column with item ids."),
+    time_col: str | None = typer.Option(None, help="Column with timestamps."),
+    rating_col: str | None = typer.Option(None, help="Column with ratings."),
+    no_header: bool = typer.Option(False, "--no-header", help="The file has no header line."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train a model, pick its best epoch on validation, test once, write DIR/metrics.json."""
+    from foundrec.experiment import train_run
+
+    try:
+        cfg = load_config(config, set_, model=model, split__method=split,
+                          **_data_config(data, data_dir, fmt, delimiter, user_col, item_col, time_col,
+                                         rating_col, no_header))
+        out = out or Path("runs") / f"{cfg.model}-{Path(data).stem}"
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"training {cfg.model}", total=None, info="")
+
+            def on_epoch(log: Any, total: int) -> None:
+                bar.update(task, total=total, completed=log.epoch,
+                           info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}")
+
+            metrics = train_run(cfg, out, on_epoch=on_epoch)
+    except FoundrecError as exc:
+        _fail(exc)
+    _report(metrics, as_json, f"{cfg.model} on {data}: {out}")
+
+
+@app.command()
+def evaluate(run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`."),
+             as_json: bool = JsonOpt) -> None:
+    """Evaluate a saved run again on its validation and test splits."""
+    from foundrec.experiment import evaluate_run
+
+    try:
+        metrics = evaluate_run(run_dir)
+    except FoundrecError as exc:
+        _fail(exc)
+    _report(metrics, as_json, str(run_dir))
+
+
+@app.command()
+def demo(
+    data_dir: str | None = DataDirOpt,
+    out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's runs."),
+) -> None:
+    """The main job end to end on an embedded default: every baseline on Beauty (synthetic if absent)."""
+    from foundrec.data.datasets import REGISTRY, data_dir as resolve_dir
+    from foundrec.experiment import prepare, train_run
+
+    have_beauty = (resolve_dir(data_dir) / REGISTRY["beauty"].path).is_file()
+    dataset = "beauty" if have_beauty else "synthetic"
+    console.print(f"demo on [bold]{dataset}[/]" + ("" if have_beauty else " (Beauty not found in the data folder)"))
+    rows = []
+    try:
+        base = RunConfig(data=DataConfig(dataset=dataset, data_dir=data_dir, columns=ColumnMap()))
+        prepared = prepare(base)
+        plans = {"pop": {}, "itemknn": {}, "bpr": {"epochs": 15}, "mlp": {"epochs": 3}}
+        for name, params in plans.items():
+            cfg = base.model_copy(update={"model": name, "params": params})
+            console.print(f"training {name} ...")
+            metrics = train_run(cfg, out / name, prepared=prepared)
+            rows.append(metrics)
+    except FoundrecError as exc:
+        _fail(exc)
+    _table(rows, f"test metrics, {dataset}, leave-one-out, full ranking")
+
+
+def _report(metrics: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    _table([metrics], title)
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> None:
+    """Metrics down, models across: readable in an 80-column terminal."""
+    table = Table(title=title)
+    table.add_column("test")
+    for m in rows:
+        table.add_column(m["model"], justify="right")
+    for key in SHOWN:
+        table.add_row(key, *(f"{m['test'][key]:.4f}" for m in rows))
+    table.add_row("params", *(f"{m.get('params', 0):,}" for m in rows))
+    table.add_row("train s", *(f"{m.get('train_seconds', 0):.1f}" for m in rows))
+    table.add_row("eval s", *(f"{m['eval_seconds']:.2f}" for m in rows))
+    Console().print(table)
+
+def main() -> None:  # pragma: no cover - entry point for `python -m foundrec.cli`
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,121 @@
+"""Full-ranking evaluation over the whole catalogue, batched in torch; definitions in docs/evaluation.md.
+
+A target's rank is 1 + the number of items scored higher + the number of items scored equal with a
+smaller index (a stable descending sort), so ties never flatter a model and results are reproducible.
+Only a [batch, n_items] block exists at a time; no all-users x all-items matrix is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from foundrec.data.split import EvalSet
+from foundrec.errors import FoundrecError
+from foundrec.models.base import Recommender, UserBatch
+
+RANK_METRICS = ("hr", "recall", "ndcg", "precision", "f1", "mrr")
+
+
+@dataclass(frozen=True)
+class FullRankingEvaluator:
+    """HR/Recall/NDCG/Precision/F1/MRR@K, MRR and coverage@K, plus long-tail and cold-user slices."""
+
+    item_counts: np.ndarray  # training interactions per item; defines the long tail
+    ks: tuple[int, ...] = (5, 10, 20)
+    exclude_seen: bool = True
+    batch_size: int = 4096
+    tail_share: float = 0.2
+    cold_max_history: int = 5
+
+    def tail_items(self) -> torch.Tensor:
+        """Bool [n_items]: outside the `tail_share` most popular items (ties broken by index)."""
+        n = len(self.item_counts)
+        order = np.argsort(-self.item_counts, kind="stable")
+        tail = np.ones(n, dtype=bool)
+        tail[order[: math.ceil(self.tail_share * n)]] = False
+        return torch.from_numpy(tail)
+
+    @torch.no_grad()
+    def evaluate(self, model: Recommender, data: EvalSet) -> dict[str, float]:
+        n_items = len(self.item_counts)
+        is_tail = self.tail_items()
+        covered = {k: torch.zeros(n_items, dtype=torch.bool) for k in self.ks}
+        parts: dict[str, list[torch.Tensor]] = {"all": [], "tail": [], "cold": []}
+        for start in range(0, len(data), self.batch_size):
+            batch = UserBatch.from_sequences(data.history, start, start + self.batch_size)
+            targets = UserBatch.from_sequences(data.targets, start, start + self.batch_size)
+            scores = model.score(batch).float()
+            if scores.shape != (len(batch), n_items):
+                raise FoundrecError(f"{type(model).__name__}.score returned shape {tuple(scores.shape)}, "
+                                    f"expected {(len(batch), n_items)}")
+            if self.exclude_seen:
+                scores[batch.row_ids(), batch.items] = -torch.inf
+            ranks = target_ranks(scores, targets.row_ids(), targets.items)
+            for k in self.ks:
+                top = torch.topk(scores, min(k, n_items), dim=1).indices
+                covered[k][top.flatten()] = True
+            rows, n = targets.row_ids(), len(batch)
+            parts["all"].append(per_user_metrics(ranks, rows, n, self.ks))
+            tail_mask = is_tail[targets.items]
+            tail_users = torch.zeros(n, dtype=torch.bool).index_fill_(0, rows[tail_mask], True)
+            parts["tail"].append(per_user_metrics(ranks[tail_mask], rows[tail_mask], n, self.ks)[tail_users])
+            cold = batch.lengths <= self.cold_max_history
+            parts["cold"].append(parts["all"][-1][cold])
+        result: dict[str, float] = {}
+        for prefix, chunks in parts.items():
+            values = torch.cat(chunks) if chunks else torch.zeros(0, len(metric_names(self.ks)))
+            means = values.double().mean(0) if len(values) else torch.full((values.shape[1],), float("nan"))
+            tag = "" if prefix == "all" else f"{prefix}/"
+            result.update({f"{tag}{name}": float(v) for name, v in zip(metric_names(self.ks), means, strict=True)})
+            result[f"{tag}users"] = len(values)
+        for k in self.ks:
+            result[f"coverage@{k}"] = float(covered[k].float().mean())
+        return result
+
+
+def metric_names(ks: tuple[int, ...]) -> list[str]:
+    return [f"{m}@{k}" for k in ks for m in RANK_METRICS] + ["mrr"]
+
+
+def target_ranks(scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each (row, item) target within its row of `scores`, ties broken by item index."""
+    target = scores[rows, items]
+    if torch.isnan(target).any():
+        raise FoundrecError("the model produced NaN scores")
+    if len(rows) == scores.shape[0] and bool((rows == torch.arange(len(rows))).all()):
+        block = scores  # one target per row (leave-one-out): no copy
+    else:
+        block = scores[rows]
+    above = (block > target[:, None]).sum(1)
+    tied = block == target[:, None]
+    tied_before = (tied & (torch.arange(scores.shape[1]) < items[:, None])).sum(1)
+    return above + tied_before + 1
+
+
+def per_user_metrics(ranks: torch.Tensor, rows: torch.Tensor, n_users: int, ks: tuple[int, ...]) -> torch.Tensor:
+    """[n_users, n_metrics] in `metric_names` order; users without targets get zeros."""
+    n_targets = torch.zeros(n_users).index_add_(0, rows, torch.ones(len(rows)))
+    best = torch.full((n_users,), float("inf")).scatter_reduce(0, rows, ranks.float(), "amin")
+    gains = 1.0 / torch.log2(ranks.float() + 1.0)
+    columns = []
+    for k in ks:
+        hit = (ranks <= k).float()
+        hits = torch.zeros(n_users).index_add_(0, rows, hit)
+        dcg = torch.zeros(n_users).index_add_(0, rows, hit * gains)
+        ideal = _ideal_dcg(k)[torch.clamp(n_targets.long(), max=k)]
+        recall = hits / n_targets.clamp(min=1)
+        precision = hits / k
+        f1 = torch.where(hits > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+        mrr_k = torch.where(best <= k, 1.0 / best, 0.0)
+        columns += [(hits > 0).float(), recall, dcg / ideal.clamp(min=1e-12), precision, f1, mrr_k]
+    columns.append(torch.where(torch.isfinite(best), 1.0 / best, 0.0))
+    return torch.stack(columns, dim=1)
+
+
+def _ideal_dcg(k: int) -> torch.Tensor:
+    """ideal[t] = DCG of t hits at the top, t = 0..k."""
+    return torch.cat([torch.zeros(1), torch.cumsum(1.0 / torch.log2(torch.arange(2, k + 2).float()), 0)])

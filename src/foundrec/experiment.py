@@ -1,0 +1,138 @@
+"""One training run end to end: data -> split -> fit (validation picks the epoch) -> test once -> run folder.
+
+Run folder: config.json (the resolved settings), vocab/{users,items}.txt, model/ (weights), metrics.json
+({"valid": {...}, "test": {...}, "train_seconds", "params", ...}), epochs.json (training curve).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foundrec.config import RunConfig
+from foundrec.data.datasets import LoadedData, load_dataset
+from foundrec.data.split import Split, make_split
+from foundrec.errors import FoundrecError
+from foundrec.eval.ranking import FullRankingEvaluator
+from foundrec.models import MODELS, Recommender
+from foundrec.train.early_stopping import EpochLog, fit
+
+VALID_METRIC = "ndcg@10"
+
+
+@dataclass
+class Prepared:
+    data: LoadedData
+    split: Split
+    evaluator: FullRankingEvaluator
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Load and split the data and build the evaluator the config describes."""
+    data = load_dataset(cfg.data)
+    split = make_split(data.interactions, cfg.split.method, cfg.split.valid_fraction, cfg.split.test_fraction)
+    if len(split.valid) == 0 or len(split.test) == 0:
+        raise FoundrecError("the split left no users to validate or test; use a larger dataset or another split")
+    evaluator = FullRankingEvaluator(
+        split.item_counts(), tuple(cfg.eval.ks), cfg.eval.exclude_seen, cfg.eval.batch_size,
+        cfg.eval.tail_share, cfg.eval.cold_max_history,
+    )
+    return Prepared(data, split, evaluator)
+
+
+def build_model(cfg: RunConfig) -> Recommender:
+    if cfg.model not in MODELS:
+        raise FoundrecError(f"unknown model {cfg.model!r}; available: {', '.join(MODELS)}")
+    params = dict(cfg.params)
+    cls = MODELS[cfg.model]
+    if "seed" in cls().get_params() and "seed" not in params:
+        params["seed"] = cfg.train.seed
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        allowed = ", ".join(cls().get_params())
+        raise FoundrecError(f"bad parameter for model {cfg.model}: {exc}; its parameters are: {allowed}") from None
+
+
+def train_run(
+    cfg: RunConfig,
+    out: Path | None = None,
+    on_epoch: Callable[[EpochLog, int], None] | None = None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
+    """Train, validate, test once; write the run folder when `out` is given; return metrics."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    p = prepared or prepare(cfg)
+    model = build_model(cfg)
+    result = fit(
+        model, p.split.train, p.split.n_items,
+        validate=lambda m: p.evaluator.evaluate(m, p.split.valid)[VALID_METRIC],
+        patience=cfg.train.patience, on_epoch=on_epoch,
+    )
+    metrics = evaluate_model(model, p)
+    metrics.update(
+        train_seconds=result.train_seconds,
+        params=model.n_parameters(),
+        epochs=len(result.epochs),
+        best_epoch=result.best_epoch,
+        seconds_per_epoch=result.train_seconds / len(result.epochs) if result.epochs else result.train_seconds,
+    )
+    if out is not None:
+        write_run(Path(out), cfg, p, model, metrics, [asdict(e) for e in result.epochs])
+    return metrics
+
+
+def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
+    start = time.perf_counter()
+    valid = p.evaluator.evaluate(model, p.split.valid)
+    middle = time.perf_counter()
+    test = p.evaluator.evaluate(model, p.split.test)
+    return {
+        "model": model.name,
+        "protocol": {
+            "split": p.split.protocol,
+            "ranking": "full ranking over all items, no sampled negatives",
+            "exclude_seen": p.evaluator.exclude_seen,
+            "ties": "stable: equal scores ordered by item index",
+            "tail": f"targets outside the {p.evaluator.tail_share:.0%} most popular training items",
+            "cold": f"users with at most {p.evaluator.cold_max_history} history items",
+        },
+        "data": {"source": p.data.source, **p.data.interactions.stats()},
+        "valid": valid,
+        "test": test,
+        "eval_seconds": time.perf_counter() - middle,
+        "valid_eval_seconds": middle - start,
+    }
+
+
+def write_run(out: Path, cfg: RunConfig, p: Prepared, model: Recommender, metrics: dict, epochs: list) -> None:
+    (out / "vocab").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    p.data.interactions.users.save(out / "vocab" / "users.txt")
+    p.data.interactions.items.save(out / "vocab" / "items.txt")
+    model.save(out / "model")
+    (out / "epochs.json").write_text(json.dumps(epochs, indent=2))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def evaluate_run(run_dir: Path) -> dict[str, Any]:
+    """Rebuild the split from the run's saved config and evaluate its saved model again."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise FoundrecError(f"{run_dir} is not a run folder (config.json missing); pass the --out of a train run")
+    cfg = RunConfig.model_validate_json(config_file.read_text())
+    p = prepare(cfg)
+    model = Recommender.load(run_dir / "model")
+    saved_items = (run_dir / "vocab" / "items.txt").read_text().splitlines()
+    if saved_items != p.data.interactions.items.ids:
+        raise FoundrecError(f"the data behind {run_dir} changed since training (item vocabulary differs)")
+    return evaluate_model(model, p)

@@ -1,0 +1,122 @@
+"""The one scoring interface every recommender offers, and the batch it scores."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+
+from foundrec.data.sequences import Sequences
+from foundrec.errors import FoundrecError
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """Users and their histories (CSR), the input of `score`."""
+
+    users: torch.Tensor  # int64 [B]
+    items: torch.Tensor  # int64 [nnz], each history in time order
+    offsets: torch.Tensor  # int64 [B + 1]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def from_sequences(cls, seqs: Sequences, start: int = 0, stop: int | None = None) -> UserBatch:
+        stop = len(seqs) if stop is None else min(stop, len(seqs))
+        lo, hi = seqs.offsets[start], seqs.offsets[stop]
+        return cls(
+            users=torch.from_numpy(seqs.rows[start:stop]),
+            items=torch.from_numpy(seqs.items[lo:hi]),
+            offsets=torch.from_numpy(seqs.offsets[start : stop + 1] - lo),
+        )
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def row_ids(self) -> torch.Tensor:
+        """Batch row of every history item, [nnz]."""
+        return torch.repeat_interleave(torch.arange(len(self)), self.lengths)
+
+    def padded(self, max_len: int, pad: int) -> torch.Tensor:
+        """The last `max_len` items of each history, left-padded with `pad`: [B, max_len]."""
+        out = torch.full((len(self), max_len), pad, dtype=torch.long)
+        pos_from_end = self.offsets[1:].repeat_interleave(self.lengths) - torch.arange(len(self.items)) - 1
+        keep = pos_from_end < max_len
+        out[self.row_ids()[keep], max_len - 1 - pos_from_end[keep]] = self.items[keep]
+        return out
+
+
+class Recommender(ABC):
+    """fit / score / save / load, in the spirit of scikit-learn estimators.
+
+    Hyperparameters are `__init__` arguments stored as-is; learned state ends with an underscore.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, train: Sequences, n_items: int) -> Self:
+        """Learn from training sequences (row r belongs to user train.rows[r])."""
+
+    @abstractmethod
+    def score(self, batch: UserBatch) -> torch.Tensor:
+        """Scores over the whole catalogue, [B, n_items], a new tensor the caller may modify."""
+
+    def get_params(self) -> dict[str, Any]:
+        import inspect
+
+        if type(self).__init__ is object.__init__:
+            return {}
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def n_parameters(self) -> int:
+        return sum(t.numel() for t in self._state().values())
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        """Learned tensors (attributes ending in `_`); models with other state override the hooks below."""
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and isinstance(v, torch.Tensor)}
+
+    def _meta(self) -> dict[str, Any]:
+        """JSON-safe facts needed to rebuild the learned state (catalogue size, ...)."""
+        return {}
+
+    def _save_state(self, path: Path) -> None:
+        torch.save(self._state(), path / "tensors.pt")
+
+    def _load_state(self, path: Path, meta: dict[str, Any]) -> None:
+        for key, value in torch.load(path / "tensors.pt", weights_only=True).items():
+            setattr(self, key, value)
+
+    def save(self, path: Path) -> None:
+        """A folder with model.json (name, params, metadata) and weights; no pickled code."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        spec = {"model": self.name, "params": self.get_params(), "meta": self._meta()}
+        (path / "model.json").write_text(json.dumps(spec, indent=2))
+        self._save_state(path)
+
+    @staticmethod
+    def load(path: Path) -> Recommender:
+        from foundrec.models import MODELS
+
+        path = Path(path)
+        if not (path / "model.json").is_file():
+            raise FoundrecError(f"no saved model in {path} (model.json missing)")
+        spec = json.loads((path / "model.json").read_text())
+        model = MODELS[spec["model"]](**spec["params"])
+        model._load_state(path, spec["meta"])
+        return model
+
+def history_matrix(batch: UserBatch, n_items: int) -> torch.Tensor:
+    """Sparse [B, n_items] 0/1 matrix of each row's history (repeats counted once)."""
+    index = torch.stack([batch.row_ids(), batch.items])
+    values = torch.ones(len(batch.items))
+    return torch.sparse_coo_tensor(index, values, (len(batch), n_items)).coalesce().sign()
+
