@@ -80,7 +80,6 @@ def train_run(
     metrics = evaluate_model(model, p)
     metrics.update(
         train_seconds=result.train_seconds,
-        params=model.n_parameters(),
         epochs=len(result.epochs),
         best_epoch=result.best_epoch,
         seconds_per_epoch=result.train_seconds / len(result.epochs) if result.epochs else result.train_seconds,
@@ -97,6 +96,7 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
     test = p.evaluator.evaluate(model, p.split.test)
     return {
         "model": model.name,
+        "params": model.n_parameters(),
         "protocol": {
             "split": p.split.protocol,
             "ranking": "full ranking over all items, no sampled negatives",

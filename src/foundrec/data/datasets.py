@@ -84,6 +84,9 @@ class LoadedData:
 def source_for(cfg: DataConfig) -> tuple[TableSource, DatasetSpec | None]:
     """The file to read for a registry name or an explicit path."""
     if cfg.path:
+        if not Path(cfg.path).is_file():
+            known = ", ".join([*REGISTRY, "synthetic"])
+            raise DataError(f"file not found: {cfg.path} (and it is not a dataset name; known: {known})")
         fmt = cfg.format or _guess_format(Path(cfg.path))
         source = TableSource(Path(cfg.path), fmt, cfg.columns, cfg.delimiter, cfg.header,
                              tuple(cfg.names) if cfg.names else None, cfg.encoding)

@@ -1,6 +1,6 @@
 """A seeded generator of interaction logs with power-law popularity and learnable sequential structure.
 
-Each item has a few fixed successors; a user's next item follows one of its last item's successors
+Each item has a few fixed successors, drawn uniformly; a user's next item follows one of its last item's successors
 with probability `follow`, else is drawn from the Zipf popularity. A sequential model can learn the
 successor graph (HR@10 well above popularity), a popularity model cannot, so the data tells models apart.
 Generation is vectorised over users, one step per position, so 10M interactions take seconds.
@@ -21,9 +21,9 @@ class SyntheticConfig(BaseModel):
     mean_length: float = 20.0  # lengths are 1 + geometric, clipped to [min_length, max_length]
     min_length: int = 5
     max_length: int = 200
-    zipf: float = 1.1  # popularity exponent
+    zipf: float = 0.8  # popularity exponent
     successors: int = 3
-    follow: float = 0.6
+    follow: float = 0.8
     seed: int = 0
 
 
@@ -33,7 +33,7 @@ def generate(cfg: SyntheticConfig) -> pl.DataFrame:
     popularity = 1.0 / np.arange(1, cfg.items + 1) ** cfg.zipf
     popularity /= popularity.sum()
     cdf = np.cumsum(popularity)
-    successors = _draw(rng, cdf, (cfg.items, cfg.successors))
+    successors = rng.integers(0, cfg.items, (cfg.items, cfg.successors))  # uniform: not just popularity
     lengths = np.clip(rng.geometric(1.0 / cfg.mean_length, cfg.users), cfg.min_length, cfg.max_length)
     order = np.argsort(-lengths, kind="stable")  # longest first: active users are a prefix at each step
     sorted_len = lengths[order]

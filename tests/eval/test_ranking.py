@@ -1,0 +1,139 @@
+"""The full-ranking evaluator against a slow reference written here and against torchmetrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNormalizedDCG
+
+from foundrec.data.sequences import Sequences
+from foundrec.data.split import EvalSet
+from foundrec.eval.ranking import FullRankingEvaluator, target_ranks
+from foundrec.models.base import Recommender, UserBatch
+
+
+class FixedScores(Recommender):
+    """Scores from a stored [n_users, n_items] table (test helper)."""
+
+    name = "fixed"
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def fit(self, train, n_items):  # pragma: no cover - not trained
+        return self
+
+    def score(self, batch: UserBatch) -> torch.Tensor:
+        return self.table[batch.users].clone()
+
+
+def csr(rows: list[list[int]], users: list[int]) -> Sequences:
+    lengths = [len(r) for r in rows]
+    return Sequences(
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=np.array([i for r in rows for i in r], dtype=np.int64),
+        rows=np.array(users, dtype=np.int64),
+    )
+
+
+def reference(table: np.ndarray, histories, targets, k: int, exclude_seen: bool) -> dict[str, float]:
+    """Plain-Python definitions from docs/evaluation.md."""
+    out = {"hr": [], "recall": [], "ndcg": [], "precision": [], "f1": [], "mrr": []}
+    for u, (hist, tgt) in enumerate(zip(histories, targets, strict=True)):
+        scores = table[u].astype(np.float64).copy()
+        if exclude_seen:
+            scores[list(hist)] = -np.inf
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))  # stable: ties by index
+        rank = {item: pos + 1 for pos, item in enumerate(order)}
+        ranks = [rank[t] for t in tgt]
+        hits = sum(r <= k for r in ranks)
+        dcg = sum(1 / math.log2(r + 1) for r in ranks if r <= k)
+        idcg = sum(1 / math.log2(i + 1) for i in range(1, min(k, len(tgt)) + 1))
+        p, r = hits / k, hits / len(tgt)
+        out["hr"].append(float(hits > 0))
+        out["recall"].append(r)
+        out["ndcg"].append(dcg / idcg)
+        out["precision"].append(p)
+        out["f1"].append(0.0 if hits == 0 else 2 * p * r / (p + r))
+        out["mrr"].append(1 / min(ranks))
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_slow_reference_multi_target(exclude_seen: bool, ties: bool) -> None:
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 30
+    table = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    if ties:
+        table = np.round(table, 0)  # many equal scores
+    histories = [list(rng.choice(n_items, rng.integers(1, 8), replace=False)) for _ in range(n_users)]
+    targets = [list(rng.choice(n_items, rng.integers(1, 4), replace=False)) for _ in range(n_users)]
+    data = EvalSet(csr(histories, list(range(n_users))), csr(targets, list(range(n_users))))
+    evaluator = FullRankingEvaluator(np.ones(n_items), ks=(5, 10), exclude_seen=exclude_seen, batch_size=7)
+    got = evaluator.evaluate(FixedScores(torch.from_numpy(table)), data)
+    for k in (5, 10):
+        want = reference(table, histories, targets, k, exclude_seen)
+        for name in ("hr", "recall", "ndcg", "precision", "f1"):
+            assert got[f"{name}@{k}"] == pytest.approx(want[name], abs=1e-6), (name, k)
+    assert got["mrr"] == pytest.approx(reference(table, histories, targets, 5, exclude_seen)["mrr"], abs=1e-6)
+    assert got["users"] == n_users
+
+
+def test_agrees_with_torchmetrics_single_target() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items = 64, 50
+    # positive scores: torchmetrics' MRR treats a target scored <= 0 as never retrieved
+    table = torch.from_numpy(np.exp(rng.normal(size=(n_users, n_items))).astype(np.float32))
+    targets = rng.integers(0, n_items, n_users)
+    data = EvalSet(csr([[] for _ in range(n_users)], list(range(n_users))),
+                   csr([[t] for t in targets], list(range(n_users))))
+    got = FullRankingEvaluator(np.ones(n_items), ks=(10,), exclude_seen=False).evaluate(FixedScores(table), data)
+    target = torch.zeros(n_users, n_items, dtype=torch.bool)
+    target[torch.arange(n_users), torch.from_numpy(targets)] = True
+    indexes = torch.arange(n_users)[:, None].expand(-1, n_items)
+    flat = (table.flatten(), target.flatten(), indexes.flatten())
+    assert got["hr@10"] == pytest.approx(float(RetrievalHitRate(top_k=10)(*flat)), abs=1e-6)
+    assert got["ndcg@10"] == pytest.approx(float(RetrievalNormalizedDCG(top_k=10)(*flat)), abs=1e-6)
+    assert got["mrr"] == pytest.approx(float(RetrievalMRR()(*flat)), abs=1e-6)
+
+
+def test_seen_items_excluded_and_switchable() -> None:
+    table = torch.tensor([[5.0, 4.0, 3.0, 2.0]])
+    data = EvalSet(csr([[0, 1]], [0]), csr([[2]], [0]))
+    on = FullRankingEvaluator(np.ones(4), ks=(1,), exclude_seen=True).evaluate(FixedScores(table), data)
+    off = FullRankingEvaluator(np.ones(4), ks=(1,), exclude_seen=False).evaluate(FixedScores(table), data)
+    assert on["hr@1"] == 1.0 and on["mrr"] == 1.0
+    assert off["hr@1"] == 0.0 and off["mrr"] == pytest.approx(1 / 3)
+
+
+def test_ties_never_flatter_the_target() -> None:
+    scores = torch.zeros(1, 6)
+    assert target_ranks(scores, torch.tensor([0]), torch.tensor([4])).item() == 5
+    assert target_ranks(scores, torch.tensor([0]), torch.tensor([0])).item() == 1
+
+
+def test_slices_and_coverage() -> None:
+    # item 0 is by far the most popular: with tail_share 0.25 of 4 items, only item 0 is "head"
+    counts = np.array([100, 5, 4, 3])
+    table = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    histories = [[1, 2, 3, 1, 2, 3], [0]]  # user 0 has 6 history items (not cold), user 1 has 1
+    data = EvalSet(csr(histories, [0, 1]), csr([[0], [3]], [0, 1]))
+    got = FullRankingEvaluator(counts, ks=(1,), exclude_seen=False, tail_share=0.25,
+                               cold_max_history=5).evaluate(FixedScores(table), data)
+    assert got["hr@1"] == 1.0
+    assert got["tail/users"] == 1 and got["tail/hr@1"] == 1.0  # only user 1's target (item 3) is long-tail
+    assert got["cold/users"] == 1 and got["cold/hr@1"] == 1.0
+    assert got["coverage@1"] == 0.5  # items 0 and 3 recommended
+
+
+def test_nan_scores_are_an_error() -> None:
+    from foundrec.errors import FoundrecError
+
+    table = torch.tensor([[float("nan"), 1.0]])
+    data = EvalSet(csr([[]], [0]), csr([[0]], [0]))
+    with pytest.raises(FoundrecError, match="NaN"):
+        FullRankingEvaluator(np.ones(2), ks=(1,)).evaluate(FixedScores(table), data)
