@@ -55,9 +55,9 @@ class FullRankingEvaluator:
             if self.exclude_seen:
                 scores[batch.row_ids(), batch.items] = -torch.inf
             ranks = target_ranks(scores, targets.row_ids(), targets.items)
+            top = torch.topk(scores, min(max(self.ks), n_items), dim=1).indices  # sorted, best first
             for k in self.ks:
-                top = torch.topk(scores, min(k, n_items), dim=1).indices
-                covered[k][top.flatten()] = True
+                covered[k][top[:, :k].flatten()] = True
             rows, n = targets.row_ids(), len(batch)
             parts["all"].append(per_user_metrics(ranks, rows, n, self.ks))
             tail_mask = is_tail[targets.items]
