@@ -11,5 +11,7 @@ from foundrec.data.split import Split, leave_one_out
 
 @pytest.fixture(scope="session")
 def small_split() -> Split:
-    cfg = DataConfig(dataset="synthetic", synthetic={"users": 600, "items": 300, "mean_length": 12, "seed": 1})
+    cfg = DataConfig(
+        dataset="synthetic", synthetic={"users": 600, "items": 300, "mean_length": 12, "seed": 1}
+    )
     return leave_one_out(load_dataset(cfg).interactions)

@@ -14,12 +14,23 @@ SYNTH = ["--data", "synthetic", "--set", "data.synthetic.users=300", "--set", "d
 
 def test_train_writes_metrics_contract_and_evaluate_reproduces_it(tmp_path) -> None:
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "bpr", *SYNTH, "--set", "params.epochs=2", "--out", str(out), "--json"])
+    result = runner.invoke(
+        app, ["train", "bpr", *SYNTH, "--set", "params.epochs=2", "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads(result.stdout) == metrics
-    for key in ("hr@10", "ndcg@10", "mrr", "recall@20", "precision@5", "f1@5", "coverage@10", "tail/ndcg@10",
-                "cold/hr@10"):
+    for key in (
+        "hr@10",
+        "ndcg@10",
+        "mrr",
+        "recall@20",
+        "precision@5",
+        "f1@5",
+        "coverage@10",
+        "tail/ndcg@10",
+        "cold/hr@10",
+    ):
         assert key in metrics["test"] and key in metrics["valid"] or key.startswith("coverage")
     assert metrics["epochs"] == 2 and metrics["params"] > 0 and metrics["train_seconds"] > 0
     again = runner.invoke(app, ["evaluate", str(out), "--json"])
@@ -30,16 +41,33 @@ def test_train_writes_metrics_contract_and_evaluate_reproduces_it(tmp_path) -> N
 def test_train_from_a_csv_path_with_column_mapping(tmp_path) -> None:
     rows = ["uid,iid,ts"] + [f"u{u},i{(u * 7 + t) % 40},{t}" for u in range(60) for t in range(8)]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
-    result = runner.invoke(app, ["train", "pop", "--data", str(tmp_path / "log.csv"), "--user-col", "uid",
-                                 "--item-col", "iid", "--time-col", "ts", "--out", str(tmp_path / "r"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "pop",
+            "--data",
+            str(tmp_path / "log.csv"),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "iid",
+            "--time-col",
+            "ts",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["users"] == 60
 
 
 def test_data_stats_json(tmp_path) -> None:
     (tmp_path / "seq.txt").write_text("1 10 11 12\n2 10 13\n3\n")
-    result = runner.invoke(app, ["data", "stats", str(tmp_path / "seq.txt"), "--json",
-                                 "--set", "data.max_bad_fraction=0.5"])
+    result = runner.invoke(
+        app, ["data", "stats", str(tmp_path / "seq.txt"), "--json", "--set", "data.max_bad_fraction=0.5"]
+    )
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert (stats["users"], stats["items"], stats["interactions"], stats["bad_rows"]) == (2, 4, 5, 1)

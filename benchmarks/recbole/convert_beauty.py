@@ -4,6 +4,7 @@
 Output: benchmarks/recbole/data/beauty/beauty.inter with columns
 user_id:token, item_id:token, timestamp:float (timestamp = 0-based position in the user's sequence).
 """
+
 import argparse
 import os
 
@@ -15,8 +16,12 @@ DEFAULT_OUTPUT = os.path.join(HERE, "data", "beauty", "beauty.inter")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("input", nargs="?", default=DEFAULT_INPUT,
-                    help="sequences file (default: ../shared/data/amazon-beauty/sequences.txt from repo root)")
+    ap.add_argument(
+        "input",
+        nargs="?",
+        default=DEFAULT_INPUT,
+        help="sequences file (default: ../shared/data/amazon-beauty/sequences.txt from repo root)",
+    )
     ap.add_argument("--output", default=DEFAULT_OUTPUT)
     args = ap.parse_args()
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Run one RecBole 1.2.1 model (Pop or BPR) on Amazon Beauty, leave-one-out, full ranking; write a JSON summary.
+"""Run one RecBole 1.2.1 model (Pop or BPR) on Amazon Beauty (leave-one-out, full ranking) -> JSON summary.
 
 Usage: .venv/bin/python run_recbole.py {Pop,BPR} --out results/recbole_pop.json
 Needs data/beauty/beauty.inter (see convert_beauty.py) and the venv from setup.sh.
 """
+
 import argparse
 import json
 import os
@@ -61,8 +62,13 @@ MODEL_CONFIG = {
     "Pop": {"train_neg_sample_args": None, "train_batch_size": 1},
     "BPR": {
         "embedding_size": 64,
-        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
-                                  "dynamic": False, "candidate_num": 0},
+        "train_neg_sample_args": {
+            "distribution": "uniform",
+            "sample_num": 1,
+            "alpha": 1.0,
+            "dynamic": False,
+            "candidate_num": 0,
+        },
     },
 }
 
@@ -87,10 +93,11 @@ def main():
     os.chdir(HERE)
 
     import torch
-    import recbole
     from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    import recbole
+    from recbole.data import create_dataset, data_preparation
 
     config_dict = dict(BASE_CONFIG)
     config_dict.update(MODEL_CONFIG[args.model])
@@ -125,16 +132,21 @@ def main():
         saved_epochs.append(epoch)
         return orig_save(epoch, *a, **kw)
 
-    trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint = timed_train, timed_valid, record_save
+    trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint = (
+        timed_train,
+        timed_valid,
+        record_save,
+    )
 
     t0 = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True,
-                                                      show_progress=config["show_progress"])
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=True, show_progress=config["show_progress"]
+    )
     fit_seconds = time.perf_counter() - t0
 
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
-    # One extra timed full-ranking pass over the test split, best model already in memory (no checkpoint load).
+    # One extra timed full-ranking pass over the test split, best model in memory (no checkpoint load).
     t = time.perf_counter()
     test_again = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     eval_seconds = time.perf_counter() - t
@@ -160,16 +172,36 @@ def main():
         "n_users": int(dataset.user_num - 1),
         "n_items": int(dataset.item_num - 1),
         "n_interactions": int(dataset.inter_num),
-        "protocol": ("leave-one-out by time order (LS valid_and_test, TO, group_by user), full ranking over all "
-                     "items, seen train items masked; valid_metric NDCG@10 picks the checkpoint; seed 2020"),
-        "config": {k: config_dict[k] for k in sorted(config_dict) if k not in ("data_path", "checkpoint_dir")},
+        "protocol": (
+            "leave-one-out by time order (LS valid_and_test, TO, group_by user), full ranking over all "
+            "items, seen train items masked; valid_metric NDCG@10 picks the checkpoint; seed 2020"
+        ),
+        "config": {
+            k: config_dict[k] for k in sorted(config_dict) if k not in ("data_path", "checkpoint_dir")
+        },
     }
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
-    print(json.dumps({k: summary[k] for k in ("model", "valid", "test", "train_seconds", "seconds_per_epoch",
-                                              "eval_seconds", "epochs", "best_epoch")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "model",
+                    "valid",
+                    "test",
+                    "train_seconds",
+                    "seconds_per_epoch",
+                    "eval_seconds",
+                    "epochs",
+                    "best_epoch",
+                )
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

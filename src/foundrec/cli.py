@@ -16,14 +16,19 @@ from rich.table import Table
 from foundrec.config import ColumnMap, DataConfig, RunConfig, load_config
 from foundrec.errors import FoundrecError
 
-app = typer.Typer(help="Pretrained sequential recommenders: data, training, evaluation.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Pretrained sequential recommenders: data, training, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 data_app = typer.Typer(help="Inspect and fetch datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 SHOWN = ("hr@10", "ndcg@10", "recall@20", "ndcg@20", "mrr", "coverage@10", "tail/ndcg@10", "cold/ndcg@10")
 
-DataDirOpt = typer.Option(None, "--data-dir", help="Folder with the datasets (default $FOUNDREC_DATA or ../shared/data).")
+DataDirOpt = typer.Option(
+    None, "--data-dir", help="Folder with the datasets (default $FOUNDREC_DATA or ../shared/data)."
+)
 FormatOpt = typer.Option(None, "--format", help="csv|tsv|parquet|jsonl|seqlines, for a file path.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
@@ -33,9 +38,17 @@ def _fail(exc: FoundrecError) -> None:
     raise typer.Exit(2)
 
 
-def _data_config(data: str, data_dir: str | None, fmt: str | None, delimiter: str | None,
-                 user_col: str | None, item_col: str | None, time_col: str | None,
-                 rating_col: str | None, no_header: bool) -> dict[str, Any]:
+def _data_config(
+    data: str,
+    data_dir: str | None,
+    fmt: str | None,
+    delimiter: str | None,
+    user_col: str | None,
+    item_col: str | None,
+    time_col: str | None,
+    rating_col: str | None,
+    no_header: bool,
+) -> dict[str, Any]:
     """CLI data options as config keys; a name from the registry or a file path."""
     from foundrec.data.datasets import REGISTRY
 
@@ -44,15 +57,23 @@ def _data_config(data: str, data_dir: str | None, fmt: str | None, delimiter: st
         base["data__dataset"] = data
     else:
         base["data__path"] = data
-    base.update(data__format=fmt, data__delimiter=delimiter, data__columns__user=user_col,
-                data__columns__item=item_col, data__columns__timestamp=time_col,
-                data__columns__rating=rating_col, data__header=False if no_header else None)
+    base.update(
+        data__format=fmt,
+        data__delimiter=delimiter,
+        data__columns__user=user_col,
+        data__columns__item=item_col,
+        data__columns__timestamp=time_col,
+        data__columns__rating=rating_col,
+        data__header=False if no_header else None,
+    )
     return base
 
 
 @data_app.command("stats")
 def data_stats(
-    dataset: str = typer.Argument(..., help="Registry name (beauty, sports, ml-100k, ml-1m, synthetic) or a file."),
+    dataset: str = typer.Argument(
+        ..., help="Registry name (beauty, sports, ml-100k, ml-1m, synthetic) or a file."
+    ),
     data_dir: str | None = DataDirOpt,
     fmt: str | None = FormatOpt,
     delimiter: str | None = typer.Option(None, help="Field delimiter, e.g. '::'."),
@@ -69,17 +90,25 @@ def data_stats(
     from foundrec.data.datasets import load_dataset
 
     try:
-        cfg = load_config(config, set_, **_data_config(dataset, data_dir, fmt, delimiter, user_col, item_col,
-                                                        time_col, rating_col, no_header))
+        cfg = load_config(
+            config,
+            set_,
+            **_data_config(
+                dataset, data_dir, fmt, delimiter, user_col, item_col, time_col, rating_col, no_header
+            ),
+        )
         start = time.perf_counter()
         loaded = load_dataset(cfg.data)
     except FoundrecError as exc:
         _fail(exc)
     stats: dict[str, Any] = {"source": loaded.source, **loaded.interactions.stats()}
     if loaded.report is not None:
-        stats.update(rows_read=loaded.report.rows, bad_rows=loaded.report.bad,
-                     bad_reasons=dict(loaded.report.reasons),
-                     bad_examples=[str(b) for b in loaded.report.examples])
+        stats.update(
+            rows_read=loaded.report.rows,
+            bad_rows=loaded.report.bad,
+            bad_reasons=dict(loaded.report.reasons),
+            bad_examples=[str(b) for b in loaded.report.examples],
+        )
     stats["seconds"] = round(time.perf_counter() - start, 3)
     if as_json:
         print(json.dumps(stats, indent=2))
@@ -103,11 +132,17 @@ def data_download(
     from foundrec.data.datasets import data_dir as resolve_dir
     from foundrec.data.download import download
 
-    with Progress(TextColumn(f"downloading {name}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn(f"downloading {name}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         task = bar.add_task("download", total=None)
         try:
-            target = download(name, resolve_dir(data_dir), base_url,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total or None))
+            target = download(
+                name,
+                resolve_dir(data_dir),
+                base_url,
+                progress=lambda done, total: bar.update(task, completed=done, total=total or None),
+            )
         except FoundrecError as exc:
             _fail(exc)
     console.print(f"[green]ok[/] {name} in {target}")
@@ -135,17 +170,33 @@ def train(
     from foundrec.experiment import train_run
 
     try:
-        cfg = load_config(config, set_, model=model, split__method=split,
-                          **_data_config(data, data_dir, fmt, delimiter, user_col, item_col, time_col,
-                                         rating_col, no_header))
+        cfg = load_config(
+            config,
+            set_,
+            model=model,
+            split__method=split,
+            **_data_config(
+                data, data_dir, fmt, delimiter, user_col, item_col, time_col, rating_col, no_header
+            ),
+        )
         out = out or Path("runs") / f"{cfg.model}-{Path(data).stem}"
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"training {cfg.model}", total=None, info="")
 
             def on_epoch(log: Any, total: int) -> None:
-                bar.update(task, total=total, completed=log.epoch,
-                           info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}")
+                bar.update(
+                    task,
+                    total=total,
+                    completed=log.epoch,
+                    info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
+                )
 
             metrics = train_run(cfg, out, on_epoch=on_epoch)
     except FoundrecError as exc:
@@ -154,8 +205,9 @@ def train(
 
 
 @app.command()
-def evaluate(run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`."),
-             as_json: bool = JsonOpt) -> None:
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`."), as_json: bool = JsonOpt
+) -> None:
     """Evaluate a saved run again on its validation and test splits."""
     from foundrec.experiment import evaluate_run
 
@@ -172,12 +224,15 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's runs."),
 ) -> None:
     """The main job end to end on an embedded default: every baseline on Beauty (synthetic if absent)."""
-    from foundrec.data.datasets import REGISTRY, data_dir as resolve_dir
+    from foundrec.data.datasets import REGISTRY
+    from foundrec.data.datasets import data_dir as resolve_dir
     from foundrec.experiment import prepare, train_run
 
     have_beauty = (resolve_dir(data_dir) / REGISTRY["beauty"].path).is_file()
     dataset = "beauty" if have_beauty else "synthetic"
-    console.print(f"demo on [bold]{dataset}[/]" + ("" if have_beauty else " (Beauty not found in the data folder)"))
+    console.print(
+        f"demo on [bold]{dataset}[/]" + ("" if have_beauty else " (Beauty not found in the data folder)")
+    )
     rows = []
     try:
         base = RunConfig(data=DataConfig(dataset=dataset, data_dir=data_dir, columns=ColumnMap()))
@@ -212,6 +267,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
     table.add_row("train s", *(f"{m.get('train_seconds', 0):.1f}" for m in rows))
     table.add_row("eval s", *(f"{m['eval_seconds']:.2f}" for m in rows))
     Console().print(table)
+
 
 def main() -> None:  # pragma: no cover - entry point for `python -m foundrec.cli`
     app(sys.argv[1:])

@@ -56,7 +56,8 @@ class SplitConfig(Settings):
 class EvalConfig(Settings):
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
     exclude_seen: bool = True
-    batch_size: int = 4096
+    batch_size: int | None = None  # users per scoring block; None: about 16 MB of scores per block
+    compile: bool = True  # fused rank kernel (torch.compile); falls back to eager where unavailable
     tail_share: float = 0.2  # items outside the `tail_share` most popular are long-tail
     cold_max_history: int = 5
 
@@ -117,7 +118,5 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None, **
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise FoundrecError(f"invalid configuration: {problems}") from None

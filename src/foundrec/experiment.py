@@ -38,10 +38,17 @@ def prepare(cfg: RunConfig) -> Prepared:
     data = load_dataset(cfg.data)
     split = make_split(data.interactions, cfg.split.method, cfg.split.valid_fraction, cfg.split.test_fraction)
     if len(split.valid) == 0 or len(split.test) == 0:
-        raise FoundrecError("the split left no users to validate or test; use a larger dataset or another split")
+        raise FoundrecError(
+            "the split left no users to validate or test; use a larger dataset or another split"
+        )
     evaluator = FullRankingEvaluator(
-        split.item_counts(), tuple(cfg.eval.ks), cfg.eval.exclude_seen, cfg.eval.batch_size,
-        cfg.eval.tail_share, cfg.eval.cold_max_history,
+        split.item_counts(),
+        tuple(cfg.eval.ks),
+        cfg.eval.exclude_seen,
+        cfg.eval.batch_size,
+        cfg.eval.tail_share,
+        cfg.eval.cold_max_history,
+        cfg.eval.compile,
     )
     return Prepared(data, split, evaluator)
 
@@ -57,7 +64,9 @@ def build_model(cfg: RunConfig) -> Recommender:
         return cls(**params)
     except TypeError as exc:
         allowed = ", ".join(cls().get_params())
-        raise FoundrecError(f"bad parameter for model {cfg.model}: {exc}; its parameters are: {allowed}") from None
+        raise FoundrecError(
+            f"bad parameter for model {cfg.model}: {exc}; its parameters are: {allowed}"
+        ) from None
 
 
 def train_run(
@@ -73,16 +82,21 @@ def train_run(
     p = prepared or prepare(cfg)
     model = build_model(cfg)
     result = fit(
-        model, p.split.train, p.split.n_items,
+        model,
+        p.split.train,
+        p.split.n_items,
         validate=lambda m: p.evaluator.evaluate(m, p.split.valid)[VALID_METRIC],
-        patience=cfg.train.patience, on_epoch=on_epoch,
+        patience=cfg.train.patience,
+        on_epoch=on_epoch,
     )
     metrics = evaluate_model(model, p)
     metrics.update(
         train_seconds=result.train_seconds,
         epochs=len(result.epochs),
         best_epoch=result.best_epoch,
-        seconds_per_epoch=result.train_seconds / len(result.epochs) if result.epochs else result.train_seconds,
+        seconds_per_epoch=result.train_seconds / len(result.epochs)
+        if result.epochs
+        else result.train_seconds,
     )
     if out is not None:
         write_run(Path(out), cfg, p, model, metrics, [asdict(e) for e in result.epochs])
@@ -113,7 +127,9 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
     }
 
 
-def write_run(out: Path, cfg: RunConfig, p: Prepared, model: Recommender, metrics: dict, epochs: list) -> None:
+def write_run(
+    out: Path, cfg: RunConfig, p: Prepared, model: Recommender, metrics: dict, epochs: list
+) -> None:
     (out / "vocab").mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     p.data.interactions.users.save(out / "vocab" / "users.txt")
@@ -128,7 +144,9 @@ def evaluate_run(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     if not config_file.is_file():
-        raise FoundrecError(f"{run_dir} is not a run folder (config.json missing); pass the --out of a train run")
+        raise FoundrecError(
+            f"{run_dir} is not a run folder (config.json missing); pass the --out of a train run"
+        )
     cfg = RunConfig.model_validate_json(config_file.read_text())
     p = prepare(cfg)
     model = Recommender.load(run_dir / "model")

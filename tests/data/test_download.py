@@ -8,6 +8,7 @@ import io
 import socket
 import threading
 import zipfile
+
 import pytest
 
 from foundrec.data import download as dl
@@ -53,7 +54,7 @@ class Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
     def __enter__(self) -> Server:
         self.thread.start()
@@ -85,8 +86,12 @@ def free_port() -> int:
 def test_download_success(tmp_path, archive):
     progress: list[tuple[int, int]] = []
     with Server({"/mirror/ml-100k.zip": archive}) as server:
-        target = dl.download("ml-100k", tmp_path / "data", base_url=server.url + "/mirror/",
-                             progress=lambda done, total: progress.append((done, total)))
+        target = dl.download(
+            "ml-100k",
+            tmp_path / "data",
+            base_url=server.url + "/mirror/",
+            progress=lambda done, total: progress.append((done, total)),
+        )
     assert server.requests == ["/mirror/ml-100k.zip"]
     assert target == tmp_path / "data" / "ml-100k"
     assert (target / "u.data").read_bytes() == U_DATA
@@ -167,8 +172,9 @@ def test_zip_slip_members_are_skipped(tmp_path, monkeypatch):
         zf.writestr("ml-100k/u.data", U_DATA)
         zf.writestr("ml-100k/../../evil.txt", b"escape")
     data = buffer.getvalue()
-    monkeypatch.setattr(dl, "ARCHIVES", {"ml-100k": dl.Archive("ml-100k.zip", hashlib.md5(data).hexdigest(),
-                                                               "ml-100k")})
+    monkeypatch.setattr(
+        dl, "ARCHIVES", {"ml-100k": dl.Archive("ml-100k.zip", hashlib.md5(data).hexdigest(), "ml-100k")}
+    )
     with Server({"/ml-100k.zip": data}) as server:
         dl.download("ml-100k", tmp_path / "d", base_url=server.url)
     assert not (tmp_path / "evil.txt").exists()

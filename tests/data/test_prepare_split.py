@@ -28,7 +28,7 @@ def triples(df: pl.DataFrame) -> list[tuple]:
     return df.select("user", "item", "timestamp", "line").rows()
 
 
-# --- deduplication -------------------------------------------------------------------------------------
+# --- deduplication ----------------------------------------------------------------------------------------
 
 DUPS = [
     ("b", "x", 3),  # 1
@@ -62,7 +62,11 @@ def test_dedup_first_without_timestamp_uses_file_order():
     rows = [("u", "x"), ("u", "y"), ("u", "x"), ("v", "x"), ("v", "x")]
     first = clean(frame(rows, timestamp=False), dedup="first")
     last = clean(frame(rows, timestamp=False), dedup="last")
-    assert sorted(first.select("user", "item", "line").rows()) == [("u", "x", 1), ("u", "y", 2), ("v", "x", 4)]
+    assert sorted(first.select("user", "item", "line").rows()) == [
+        ("u", "x", 1),
+        ("u", "y", 2),
+        ("v", "x", 4),
+    ]
     assert sorted(last.select("user", "item", "line").rows()) == [("u", "x", 3), ("u", "y", 2), ("v", "x", 5)]
 
 
@@ -72,9 +76,12 @@ def test_dedup_exact_without_timestamp_is_per_user_item():
     assert out.select("user", "item", "line").rows() == [("u", "x", 1), ("u", "y", 2)]
 
 
-@pytest.mark.xfail(reason="BUG: clean(dedup='first'|'last') returns rows sorted by user, not in input order as "
-                          "its docstring promises ('row order is kept'), so user/item vocab order depends on "
-                          "the dedup mode", strict=True)
+@pytest.mark.xfail(
+    reason="BUG: clean(dedup='first'|'last') returns rows sorted by user, not in input order "
+    "as its docstring promises ('row order is kept'), so user/item vocab order depends "
+    "on the dedup mode",
+    strict=True,
+)
 @pytest.mark.parametrize("mode", ["first", "last"])
 def test_dedup_first_last_keep_row_order(mode):
     out = clean(frame(DUPS), dedup=mode)
@@ -94,7 +101,7 @@ def test_clean_everything_removed_is_an_error():
     assert str(err.value) == "no interactions left after cleaning; relax data.kcore or data.min_rating"
 
 
-# --- k-core ----------------------------------------------------------------------------------------------
+# --- k-core -----------------------------------------------------------------------------------------------
 
 
 def _kcore_reference(rows: list[tuple], k: int) -> set[tuple]:
@@ -112,24 +119,33 @@ def test_kcore_cascade_user_removal_drops_item():
     # item "c" has 2 interactions, but one comes from user "z" who has only 1: dropping z leaves c with 1,
     # dropping c leaves user "y" with 1, and y must go too; "b" keeps 2 (w, x)
     rows = [
-        ("w", "a", 1), ("w", "b", 2),
-        ("x", "a", 1), ("x", "b", 2),
-        ("y", "b", 1), ("y", "c", 2),
+        ("w", "a", 1),
+        ("w", "b", 2),
+        ("x", "a", 1),
+        ("x", "b", 2),
+        ("y", "b", 1),
+        ("y", "c", 2),
         ("z", "c", 1),
     ]
     out = kcore_filter(frame(rows), 2)
     assert out.select("user", "item").rows() == [("w", "a"), ("w", "b"), ("x", "a"), ("x", "b")]
     assert out["line"].to_list() == [1, 2, 3, 4]
-    assert {(u, i, t) for u, i, t, _ in triples(out)} == {(u, i, float(t)) for u, i, t in
-                                                          _kcore_reference(rows, 2)}
+    assert {(u, i, t) for u, i, t, _ in triples(out)} == {
+        (u, i, float(t)) for u, i, t in _kcore_reference(rows, 2)
+    }
 
 
 def test_kcore_iterates_until_stable():
     # a chain: v -> d -> z -> c -> y, one link per pass; a single pass would leave z, c and y
     rows = [
-        ("w", "a", 0), ("w", "b", 0), ("x", "a", 0), ("x", "b", 0),
-        ("y", "b", 0), ("y", "c", 0),
-        ("z", "c", 0), ("z", "d", 0),
+        ("w", "a", 0),
+        ("w", "b", 0),
+        ("x", "a", 0),
+        ("x", "b", 0),
+        ("y", "b", 0),
+        ("y", "c", 0),
+        ("z", "c", 0),
+        ("z", "d", 0),
         ("v", "d", 0),
     ]
     df = frame(rows)
@@ -142,8 +158,12 @@ def test_kcore_iterates_until_stable():
 
 def test_kcore_matches_reference_on_random_data():
     rng = np.random.default_rng(7)
-    rows = sorted({(f"u{u}", f"i{i}", 0) for u, i in zip(rng.integers(0, 60, 900), rng.zipf(1.6, 900) % 80,
-                                                         strict=True)})
+    rows = sorted(
+        {
+            (f"u{u}", f"i{i}", 0)
+            for u, i in zip(rng.integers(0, 60, 900), rng.zipf(1.6, 900) % 80, strict=True)
+        }
+    )
     for k in (2, 3, 5, 8):
         out = kcore_filter(frame(rows), k)
         got = {(u, i, int(t)) for u, i, t, _ in triples(out)}
@@ -151,7 +171,7 @@ def test_kcore_matches_reference_on_random_data():
         assert triples(out) == sorted(triples(out), key=lambda r: r[3])  # input order kept
 
 
-# --- build_interactions: vocab order and stable time order -------------------------------------------------
+# --- build_interactions: vocab order and stable time order ------------------------------------------------
 
 
 def test_equal_timestamps_keep_file_order():
@@ -181,7 +201,8 @@ def test_no_timestamp_uses_position_order():
 
 
 def test_build_interactions_ratings_align_with_items():
-    df = frame([("u", "a", 3), ("u", "b", 1), ("v", "a", 2)]).with_columns(pl.Series("rating", [1.0, 2.0, 3.0]))
+    df = frame([("u", "a", 3), ("u", "b", 1), ("v", "a", 2)])
+    df = df.with_columns(pl.Series("rating", [1.0, 2.0, 3.0]))
     data = build_interactions(df)
     assert data.sequences.items.tolist() == [1, 0, 0]
     assert data.ratings.tolist() == [2.0, 1.0, 3.0]
@@ -191,7 +212,7 @@ def test_build_interactions_ratings_align_with_items():
     assert (stats["length_min"], stats["length_max"]) == (1, 2)
 
 
-# --- Vocab ---------------------------------------------------------------------------------------------------
+# --- Vocab ------------------------------------------------------------------------------------------------
 
 
 def test_vocab_save_load_round_trip(tmp_path):
@@ -205,16 +226,18 @@ def test_vocab_save_load_round_trip(tmp_path):
     assert (tmp_path / "items.txt").read_text().splitlines()[2] == "café"
 
 
-@pytest.mark.xfail(reason="BUG: Vocab.load uses str.splitlines(), which also splits on \\x85, \\u2028, \\x1c.. "
-                          "so ids holding them (possible with latin-1 input) shift every later index",
-                   strict=True)
+@pytest.mark.xfail(
+    reason="BUG: Vocab.load uses str.splitlines(), which also splits on \\x85, \\u2028, "
+    "\\x1c.. so ids holding them (possible with latin-1 input) shift every later index",
+    strict=True,
+)
 def test_vocab_round_trip_with_unicode_line_separators(tmp_path):
     ids = ["a", "x\x85y", "p\u2028q", "z"]
     Vocab(ids).save(tmp_path / "v.txt")
     assert Vocab.load(tmp_path / "v.txt").ids == ids
 
 
-# --- Sequences CSR helpers against plain Python ------------------------------------------------------------
+# --- Sequences CSR helpers against plain Python -----------------------------------------------------------
 
 
 def random_sequences(rng: np.random.Generator, n_rows: int = 40) -> tuple[Sequences, list[list[int]]]:
@@ -223,8 +246,12 @@ def random_sequences(rng: np.random.Generator, n_rows: int = 40) -> tuple[Sequen
     lists = [rng.integers(0, 50, n).tolist() for n in lengths]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     items = np.array([x for row in lists for x in row], dtype=np.int64)
-    seqs = Sequences(offsets, items, rng.permutation(n_rows).astype(np.int64),
-                     timestamps=items.astype(np.float64) * 10 + 0.5)
+    seqs = Sequences(
+        offsets,
+        items,
+        rng.permutation(n_rows).astype(np.int64),
+        timestamps=items.astype(np.float64) * 10 + 0.5,
+    )
     return seqs, lists
 
 
@@ -283,7 +310,7 @@ def test_sequences_empty_selections():
     assert all_empty.lengths.tolist() == [0, 0, 0]
 
 
-# --- splits --------------------------------------------------------------------------------------------------
+# --- splits -----------------------------------------------------------------------------------------------
 
 
 def interactions(lists: list[list[int]], times: list[list[float]] | None = None, n_items: int | None = None):
@@ -295,8 +322,9 @@ def interactions(lists: list[list[int]], times: list[list[float]] | None = None,
         timestamps=None if times is None else np.array([t for r in times for t in r], dtype=np.float64),
     )
     n_items = n_items or int(seqs.items.max()) + 1
-    return Interactions(Vocab([f"u{i}" for i in range(len(lists))]), Vocab([f"i{i}" for i in range(n_items)]),
-                        seqs)
+    return Interactions(
+        Vocab([f"u{i}" for i in range(len(lists))]), Vocab([f"i{i}" for i in range(n_items)]), seqs
+    )
 
 
 def test_leave_one_out():
@@ -373,15 +401,17 @@ def test_temporal_properties_on_random_data(seed):
     assert split.train.timestamps.max() < t1
     for ev, lo, hi in ((split.valid, t1, t2), (split.test, t2, np.inf)):
         assert np.all(ev.history.lengths > 0) and np.all(ev.targets.lengths > 0)
-        expected_users = [u for u in range(80)
-                          if any(t < lo for t in times[u]) and any(lo <= t < hi for t in times[u])]
+        expected_users = [
+            u for u in range(80) if any(t < lo for t in times[u]) and any(lo <= t < hi for t in times[u])
+        ]
         assert ev.users.tolist() == expected_users
         assert ev.targets.rows.tolist() == expected_users
         for r, u in enumerate(expected_users):
-            hist_t = ev.history.timestamps[ev.history.offsets[r]:ev.history.offsets[r + 1]]
-            targ_t = ev.targets.timestamps[ev.targets.offsets[r]:ev.targets.offsets[r + 1]]
+            hist_t = ev.history.timestamps[ev.history.offsets[r] : ev.history.offsets[r + 1]]
+            targ_t = ev.targets.timestamps[ev.targets.offsets[r] : ev.targets.offsets[r + 1]]
             assert hist_t.max() < lo <= targ_t.min() and targ_t.max() < hi  # no target before history
-            assert ev.history.row(r).tolist() == [i for i, t in zip(lists[u], times[u], strict=True) if t < lo]
+            history = [i for i, t in zip(lists[u], times[u], strict=True) if t < lo]
+            assert ev.history.row(r).tolist() == history
             seen: list[int] = []
             for i, t in zip(lists[u], times[u], strict=True):
                 if lo <= t < hi and i not in seen:
@@ -389,7 +419,7 @@ def test_temporal_properties_on_random_data(seed):
             assert ev.targets.row(r).tolist() == seen  # deduplicated, first occurrence, time order
 
 
-# --- synthetic generator ------------------------------------------------------------------------------------
+# --- synthetic generator ----------------------------------------------------------------------------------
 
 
 def test_synthetic_is_seeded_and_sized():
@@ -425,7 +455,7 @@ def test_synthetic_popularity_follows_zipf_exponent():
 
 
 def _successor_hit_rates(df: pl.DataFrame, k: int) -> tuple[float, float]:
-    """Share of consecutive pairs (a, b) whose b is a's most frequent / one of its k most frequent successors."""
+    """Shares of consecutive pairs (a, b) whose b is a's top successor, or among its k top successors."""
     users = df["user"].to_numpy()
     items = df["item"].cast(pl.Int64).to_numpy()
     same = users[1:] == users[:-1]

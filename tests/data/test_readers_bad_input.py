@@ -139,7 +139,9 @@ def test_seqlines_user_without_items(tmp_path):
     ]
     assert (report.rows, report.bad) == (4, 2)
     assert frame.select("user", "item", "timestamp", "line").rows() == [
-        ("u1", "a", 0.0, 1), ("u1", "b", 1.0, 1), ("u3", "c", 0.0, 3),
+        ("u1", "a", 0.0, 1),
+        ("u1", "b", 1.0, 1),
+        ("u3", "c", 0.0, 3),
     ]
 
 
@@ -182,8 +184,12 @@ def test_line_numbers_exact_with_blank_lines_crlf_and_chunks(tmp_path, monkeypat
         ("u6", "i6", 2.0, 600.0, 10),
         ("u8", "i8", 1.0, 800.0, 12),
     ]
-    assert report.reasons == {"missing field": 1, "non-numeric value": 2, "wrong column count": 1,
-                              "bad encoding": 1}
+    assert report.reasons == {
+        "missing field": 1,
+        "non-numeric value": 2,
+        "wrong column count": 1,
+        "bad encoding": 1,
+    }
 
 
 @pytest.mark.parametrize("chunk_bytes", [None, 5])
@@ -197,8 +203,11 @@ def test_seqlines_line_numbers_with_crlf_and_blanks(tmp_path, monkeypatch, chunk
         7: "bad encoding: not valid utf-8",
     }
     assert frame.select("user", "item", "timestamp", "line").rows() == [
-        ("u1", "a", 0.0, 2), ("u1", "b", 1.0, 2),
-        ("u3", "c", 0.0, 5), ("u3", "d", 1.0, 5), ("u3", "e", 2.0, 5),
+        ("u1", "a", 0.0, 2),
+        ("u1", "b", 1.0, 2),
+        ("u3", "c", 0.0, 5),
+        ("u3", "d", 1.0, 5),
+        ("u3", "e", 2.0, 5),
         ("u5", "f", 0.0, 8),
     ]
 
@@ -275,8 +284,10 @@ def test_missing_file(tmp_path):
     assert str(err.value) == f"file not found: {path}"
 
 
-@pytest.mark.parametrize(("fmt", "data"), [("csv", HEADER), ("csv", HEADER + b"\n\r\n  \n"),
-                                          ("jsonl", b"\n\n"), ("seqlines", b"\r\n \n")])
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [("csv", HEADER), ("csv", HEADER + b"\n\r\n  \n"), ("jsonl", b"\n\n"), ("seqlines", b"\r\n \n")],
+)
 def test_no_data_rows(tmp_path, fmt, data):
     path = write(tmp_path, f"log.{fmt}", data)
     with pytest.raises(DataError) as err:
@@ -284,9 +295,11 @@ def test_no_data_rows(tmp_path, fmt, data):
     assert str(err.value) == f"file has no data rows: {path}"
 
 
-@pytest.mark.xfail(reason="BUG: a csv/tsv file holding only blank lines raises polars OutOfBoundsError "
-                          "(chunk.row(0) on an empty chunk in _read_delimited) instead of DataError",
-                   strict=True)
+@pytest.mark.xfail(
+    reason="BUG: a csv/tsv file holding only blank lines raises polars OutOfBoundsError "
+    "(chunk.row(0) on an empty chunk in _read_delimited) instead of DataError",
+    strict=True,
+)
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_blank_only_delimited_file_has_no_data_rows(tmp_path, fmt):
     path = write(tmp_path, f"log.{fmt}", b"\n\r\n   \n")
@@ -305,7 +318,7 @@ def test_unknown_format(tmp_path):
 
 
 def test_unknown_column_csv_header(tmp_path):
-    path = write(tmp_path, "log.csv", b"uid,iid,stars\nu1,i1,4\n" * 1 + b"u2,i2,5\n")
+    path = write(tmp_path, "log.csv", b"uid,iid,stars\nu1,i1,4\nu2,i2,5\n")
     with pytest.raises(DataError) as err:
         read(path, columns=ColumnMap(user="uid", item="movie"))
     assert str(err.value) == (
@@ -340,8 +353,11 @@ def test_unknown_column_jsonl_names_the_column(tmp_path):
     assert f"column 'movie' (mapped to item) not found in any JSON object of {path}" in str(err.value)
 
 
-@pytest.mark.xfail(reason="BUG: jsonl unknown-column error does not list the available keys "
-                          "(_check_json_columns only names the missing column)", strict=True)
+@pytest.mark.xfail(
+    reason="BUG: jsonl unknown-column error does not list the available keys "
+    "(_check_json_columns only names the missing column)",
+    strict=True,
+)
 def test_unknown_column_jsonl_lists_available_keys(tmp_path):
     path = write(tmp_path, "log.jsonl", b'{"uid": "a", "iid": "b"}\n{"uid": "c", "iid": "d"}\n')
     with pytest.raises(DataError) as err:
@@ -356,8 +372,11 @@ def test_damaged_parquet(tmp_path):
         read(path, "parquet", columns=ColumnMap())
 
 
-@pytest.mark.xfail(reason="BUG: header=True together with names does not skip the header line; it is "
-                          "read as data and reported as a bad row", strict=True)
+@pytest.mark.xfail(
+    reason="BUG: header=True together with names does not skip the header line; it is "
+    "read as data and reported as a bad row",
+    strict=True,
+)
 def test_header_true_with_names_skips_header(tmp_path):
     path = write(tmp_path, "log.csv", b"a,b,c,d\nu1,i1,4,100\n")
     frame, report = read(path, header=True, names=("user", "item", "rating", "timestamp"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,11 @@ def test_csv_quoted_values_bom_or_padded_header(tmp_path, head):
     assert frame.rows() == [("u1", "a", 2)]
 
 
-@pytest.mark.xfail(reason="BUG: readers._clean strips quotes before the BOM, so a BOM-prefixed quoted header "
-                          "('\\ufeff\"user\"') becomes '\"user' and the column is not found", strict=True)
+@pytest.mark.xfail(
+    reason="BUG: readers._clean strips quotes before the BOM, so a BOM-prefixed quoted header "
+    "('\\ufeff\"user\"') becomes '\"user' and the column is not found",
+    strict=True,
+)
 def test_csv_bom_and_quoted_header(tmp_path):
     path = tmp_path / "log.csv"
     path.write_bytes('\ufeff"user","item"\n"u1", "a"\n'.encode())
@@ -109,13 +113,15 @@ def test_movielens_double_colon_delimiter(tmp_path):
 
 def test_parquet(tmp_path):
     path = tmp_path / "log.parquet"
-    table = pa.table({
-        "uid": [u for u, *_ in LOG],
-        "iid": [i for _, i, *_ in LOG],
-        "ts": pa.array([t for _, _, t, *_ in LOG], pa.int64()),
-        "r": pa.array([r for *_, r, _ in LOG], pa.float32()),
-        "genre": [g for *_, g in LOG],
-    })
+    table = pa.table(
+        {
+            "uid": [u for u, *_ in LOG],
+            "iid": [i for _, i, *_ in LOG],
+            "ts": pa.array([t for _, _, t, *_ in LOG], pa.int64()),
+            "r": pa.array([r for *_, r, _ in LOG], pa.float32()),
+            "genre": [g for *_, g in LOG],
+        }
+    )
     pq.write_table(table, path, row_group_size=4)
     columns = ColumnMap(user="uid", item="iid", timestamp="ts", rating="r", features=["genre"])
     frame, report = read(path, "parquet", columns)
@@ -135,9 +141,12 @@ def test_parquet_integer_ids_become_strings(tmp_path):
 
 def test_jsonl(tmp_path):
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(
-        json.dumps({"u": u, "i": i, "t": t, "r": r, "genre": g, "extra": [1, 2]}) + "\n" for u, i, t, r, g in LOG
-    ))
+    path.write_text(
+        "".join(
+            json.dumps({"u": u, "i": i, "t": t, "r": r, "genre": g, "extra": [1, 2]}) + "\n"
+            for u, i, t, r, g in LOG
+        )
+    )
     columns = ColumnMap(user="u", item="i", timestamp="t", rating="r", features=["genre"])
     frame, _ = read(path, "jsonl", columns)
     assert frame["line"].to_list() == [1, 2, 3, 4, 5, 6]
@@ -178,13 +187,19 @@ def test_all_formats_build_the_same_sequences(tmp_path):
     users: dict[str, list[str]] = {}
     for u, i, *_ in LOG:
         users.setdefault(u, []).append(i)
-    (tmp_path / "a.csv").write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t, *_ in LOG))
+    csv_rows = "".join(f"{u},{i},{t}\n" for u, i, t, *_ in LOG)
+    (tmp_path / "a.csv").write_text("user,item,timestamp\n" + csv_rows)
     (tmp_path / "a.tsv").write_text("".join(f"{u}\t{i}\t{t}\n" for u, i, t, *_ in LOG))
     (tmp_path / "a.dat").write_text("".join(f"{u}::{i}::{t}\n" for u, i, t, *_ in LOG))
-    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"user": u, "item": i, "timestamp": t}) + "\n"
-                                              for u, i, t, *_ in LOG))
-    pq.write_table(pa.table({"user": [r[0] for r in LOG], "item": [r[1] for r in LOG],
-                             "timestamp": [r[2] for r in LOG]}), tmp_path / "a.parquet")
+    (tmp_path / "a.jsonl").write_text(
+        "".join(json.dumps({"user": u, "item": i, "timestamp": t}) + "\n" for u, i, t, *_ in LOG)
+    )
+    pq.write_table(
+        pa.table(
+            {"user": [r[0] for r in LOG], "item": [r[1] for r in LOG], "timestamp": [r[2] for r in LOG]}
+        ),
+        tmp_path / "a.parquet",
+    )
     (tmp_path / "a.txt").write_text("".join(f"{u} {' '.join(items)}\n" for u, items in users.items()))
     names = ("user", "item", "timestamp")
     ts = ColumnMap(timestamp="timestamp")
@@ -210,15 +225,19 @@ def test_source_for_explicit_path_guesses_format(tmp_path):
     path.write_text('{"user": "a", "item": "b"}\n')
     source, spec = source_for(DataConfig(path=str(path)))
     assert (source.format, spec) == ("jsonl", None)
+    (tmp_path / "log.xyz").write_text("a,b\n")
     with pytest.raises(DataError, match="cannot tell the format of"):
         source_for(DataConfig(path=str(tmp_path / "log.xyz")))
+    with pytest.raises(DataError, match=re.escape(f"file not found: {tmp_path / 'nope.csv'}")):
+        source_for(DataConfig(path=str(tmp_path / "nope.csv")))
 
 
 def test_registry_dataset_missing_points_at_download(tmp_path):
     with pytest.raises(DataError) as err:
         source_for(DataConfig(dataset="ml-100k", data_dir=str(tmp_path)))
-    assert str(err.value) == (f"ml-100k: {tmp_path / 'ml-100k' / 'u.data'} not found; "
-                              "run `foundrec data download ml-100k`")
+    assert str(err.value) == (
+        f"ml-100k: {tmp_path / 'ml-100k' / 'u.data'} not found; run `foundrec data download ml-100k`"
+    )
 
 
 # --- real data slices ------------------------------------------------------------------------------------
@@ -231,8 +250,11 @@ def test_ml100k_slice_through_registry_source(tmp_path):
     (tmp_path / "ml-100k" / "u.data").write_bytes(b"".join(lines))
     source, spec = source_for(DataConfig(dataset="ml-100k", data_dir=str(tmp_path)))
     assert spec is REGISTRY["ml-100k"]
-    assert (source.format, source.names, source.encoding) == ("tsv", ("user", "item", "rating", "timestamp"),
-                                                              "latin-1")
+    assert (source.format, source.names, source.encoding) == (
+        "tsv",
+        ("user", "item", "rating", "timestamp"),
+        "latin-1",
+    )
     frame, report = read_interactions(source)
     assert (report.rows, report.bad, frame.height) == (500, 0, 500)
     assert frame.row(0) == ("196", "242", 881250949.0, 3.0, 1)
@@ -262,8 +284,12 @@ def test_beauty_slice_as_seqlines(tmp_path):
     source, _ = source_for(DataConfig(dataset="beauty", data_dir=str(tmp_path)))
     frame, report = read_interactions(source)
     assert report.rows == 200
-    ref = [(p[0], item, float(pos), n + 1) for n, line in enumerate(lines)
-           for p in [line.split()] for pos, item in enumerate(p[1:])]
+    ref = [
+        (p[0], item, float(pos), n + 1)
+        for n, line in enumerate(lines)
+        for p in [line.split()]
+        for pos, item in enumerate(p[1:])
+    ]
     assert frame.rows() == ref
 
 

@@ -89,9 +89,13 @@ def test_agrees_with_torchmetrics_single_target() -> None:
     # positive scores: torchmetrics' MRR treats a target scored <= 0 as never retrieved
     table = torch.from_numpy(np.exp(rng.normal(size=(n_users, n_items))).astype(np.float32))
     targets = rng.integers(0, n_items, n_users)
-    data = EvalSet(csr([[] for _ in range(n_users)], list(range(n_users))),
-                   csr([[t] for t in targets], list(range(n_users))))
-    got = FullRankingEvaluator(np.ones(n_items), ks=(10,), exclude_seen=False).evaluate(FixedScores(table), data)
+    data = EvalSet(
+        csr([[] for _ in range(n_users)], list(range(n_users))),
+        csr([[t] for t in targets], list(range(n_users))),
+    )
+    got = FullRankingEvaluator(np.ones(n_items), ks=(10,), exclude_seen=False).evaluate(
+        FixedScores(table), data
+    )
     target = torch.zeros(n_users, n_items, dtype=torch.bool)
     target[torch.arange(n_users), torch.from_numpy(targets)] = True
     indexes = torch.arange(n_users)[:, None].expand(-1, n_items)
@@ -122,8 +126,9 @@ def test_slices_and_coverage() -> None:
     table = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
     histories = [[1, 2, 3, 1, 2, 3], [0]]  # user 0 has 6 history items (not cold), user 1 has 1
     data = EvalSet(csr(histories, [0, 1]), csr([[0], [3]], [0, 1]))
-    got = FullRankingEvaluator(counts, ks=(1,), exclude_seen=False, tail_share=0.25,
-                               cold_max_history=5).evaluate(FixedScores(table), data)
+    got = FullRankingEvaluator(
+        counts, ks=(1,), exclude_seen=False, tail_share=0.25, cold_max_history=5
+    ).evaluate(FixedScores(table), data)
     assert got["hr@1"] == 1.0
     assert got["tail/users"] == 1 and got["tail/hr@1"] == 1.0  # only user 1's target (item 3) is long-tail
     assert got["cold/users"] == 1 and got["cold/hr@1"] == 1.0
@@ -137,3 +142,11 @@ def test_nan_scores_are_an_error() -> None:
     data = EvalSet(csr([[]], [0]), csr([[0]], [0]))
     with pytest.raises(FoundrecError, match="NaN"):
         FullRankingEvaluator(np.ones(2), ks=(1,)).evaluate(FixedScores(table), data)
+
+
+def test_compiled_rank_kernel_equals_eager() -> None:
+    rng = np.random.default_rng(5)
+    scores = torch.from_numpy(np.round(rng.normal(size=(33, 70)), 1).astype(np.float32))  # with ties
+    rows = torch.from_numpy(rng.integers(0, 33, 50))
+    items = torch.from_numpy(rng.integers(0, 70, 50))
+    assert torch.equal(target_ranks(scores, rows, items, fast=True), target_ranks(scores, rows, items))

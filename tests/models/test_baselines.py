@@ -11,8 +11,12 @@ from foundrec.eval.ranking import FullRankingEvaluator
 from foundrec.models import MODELS, Recommender, UserBatch
 from foundrec.train.early_stopping import fit
 
-FAST = {"pop": {}, "itemknn": {"neighbours": 50}, "bpr": {"epochs": 8, "lr": 0.01},
-        "mlp": {"epochs": 4, "lr": 0.01}}
+FAST = {
+    "pop": {},
+    "itemknn": {"neighbours": 50},
+    "bpr": {"epochs": 8, "lr": 0.01},
+    "mlp": {"epochs": 4, "lr": 0.01},
+}
 
 
 @pytest.fixture(scope="module")

@@ -36,24 +36,35 @@ class DatasetSpec:
 
 REGISTRY: dict[str, DatasetSpec] = {
     "beauty": DatasetSpec(
-        "amazon-beauty/sequences.txt", "seqlines",
+        "amazon-beauty/sequences.txt",
+        "seqlines",
         description="Amazon Beauty, S3-Rec preprocessing (5-core, positions as time)",
     ),
     "sports": DatasetSpec(
-        "amazon-sports/sequences.txt", "seqlines",
+        "amazon-sports/sequences.txt",
+        "seqlines",
         description="Amazon Sports and Outdoors, S3-Rec preprocessing (5-core, positions as time)",
     ),
     "ml-100k": DatasetSpec(
-        "ml-100k/u.data", "tsv", names=ML_COLUMNS, columns=ColumnMap(timestamp="timestamp", rating="rating"),
+        "ml-100k/u.data",
+        "tsv",
+        names=ML_COLUMNS,
+        columns=ColumnMap(timestamp="timestamp", rating="rating"),
         items_table=("ml-100k/u.item", side_tables.read_ml100k_items),
         users_table=("ml-100k/u.user", side_tables.read_ml100k_users),
-        download="ml-100k", description="MovieLens 100K ratings with titles, genres and demographics",
+        download="ml-100k",
+        description="MovieLens 100K ratings with titles, genres and demographics",
     ),
     "ml-1m": DatasetSpec(
-        "ml-1m/ratings.dat", "csv", delimiter="::", names=ML_COLUMNS, columns=ColumnMap(timestamp="timestamp", rating="rating"),
+        "ml-1m/ratings.dat",
+        "csv",
+        delimiter="::",
+        names=ML_COLUMNS,
+        columns=ColumnMap(timestamp="timestamp", rating="rating"),
         items_table=("ml-1m/movies.dat", side_tables.read_ml1m_items),
         users_table=("ml-1m/users.dat", side_tables.read_ml1m_users),
-        download="ml-1m", description="MovieLens 1M ratings with titles, genres and demographics",
+        download="ml-1m",
+        description="MovieLens 1M ratings with titles, genres and demographics",
     ),
 }
 
@@ -88,8 +99,15 @@ def source_for(cfg: DataConfig) -> tuple[TableSource, DatasetSpec | None]:
             known = ", ".join([*REGISTRY, "synthetic"])
             raise DataError(f"file not found: {cfg.path} (and it is not a dataset name; known: {known})")
         fmt = cfg.format or _guess_format(Path(cfg.path))
-        source = TableSource(Path(cfg.path), fmt, cfg.columns, cfg.delimiter, cfg.header,
-                             tuple(cfg.names) if cfg.names else None, cfg.encoding)
+        source = TableSource(
+            Path(cfg.path),
+            fmt,
+            cfg.columns,
+            cfg.delimiter,
+            cfg.header,
+            tuple(cfg.names) if cfg.names else None,
+            cfg.encoding,
+        )
         return source, None
     if cfg.dataset not in REGISTRY:
         known = ", ".join([*REGISTRY, "synthetic"])
@@ -97,19 +115,31 @@ def source_for(cfg: DataConfig) -> tuple[TableSource, DatasetSpec | None]:
     spec = REGISTRY[cfg.dataset]
     path = data_dir(cfg.data_dir) / spec.path
     if not path.is_file():
-        hint = (f"run `foundrec data download {spec.download}`" if spec.download
-                else "set --data-dir or FOUNDREC_DATA to the folder that holds it")
+        hint = (
+            f"run `foundrec data download {spec.download}`"
+            if spec.download
+            else "set --data-dir or FOUNDREC_DATA to the folder that holds it"
+        )
         raise DataError(f"{cfg.dataset}: {path} not found; {hint}")
     columns = spec.columns
-    return TableSource(path, spec.format, columns, spec.delimiter, None, spec.names, "latin-1"
-                       if spec.format != "seqlines" else "utf-8"), spec
+    return TableSource(
+        path,
+        spec.format,
+        columns,
+        spec.delimiter,
+        None,
+        spec.names,
+        "latin-1" if spec.format != "seqlines" else "utf-8",
+    ), spec
 
 
 def load_dataset(cfg: DataConfig) -> LoadedData:
     """Read (or generate), clean and index the interactions the config names."""
     if cfg.dataset == "synthetic" and not cfg.path:
         frame = generate(SyntheticConfig(**cfg.synthetic))
-        return LoadedData(_prepare(frame, cfg), None, source="synthetic " + str(SyntheticConfig(**cfg.synthetic)))
+        return LoadedData(
+            _prepare(frame, cfg), None, source="synthetic " + str(SyntheticConfig(**cfg.synthetic))
+        )
     source, spec = source_for(cfg)
     frame, report = read_interactions(source, cfg.max_bad_fraction)
     loaded = LoadedData(_prepare(frame, cfg), report, source=str(source.path))
@@ -127,8 +157,16 @@ def _prepare(frame: pl.DataFrame, cfg: DataConfig) -> Interactions:
 
 
 def _guess_format(path: Path) -> str:
-    suffixes = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
-                ".txt": "seqlines", ".data": "tsv", ".dat": "csv"}
+    suffixes = {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".parquet": "parquet",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".txt": "seqlines",
+        ".data": "tsv",
+        ".dat": "csv",
+    }
     fmt = suffixes.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"cannot tell the format of {path}; pass --format csv|tsv|parquet|jsonl|seqlines")

@@ -59,11 +59,15 @@ def download(
                     progress(done, total)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise DataError(f"download of {url} failed: {exc}; check the network or set FOUNDREC_MOVIELENS_URL") from None
+        raise DataError(
+            f"download of {url} failed: {exc}; check the network or set FOUNDREC_MOVIELENS_URL"
+        ) from None
     if digest.hexdigest() != archive.md5:
         partial.unlink(missing_ok=True)
-        raise DataError(f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {archive.md5}; "
-                        "the file is damaged or not the published archive")
+        raise DataError(
+            f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {archive.md5}; "
+            "the file is damaged or not the published archive"
+        )
     target = data_dir / name
     with zipfile.ZipFile(partial) as zf:
         for member in zf.infolist():

@@ -67,11 +67,15 @@ class Interactions:
         }
 
 
-def clean(frame: pl.DataFrame, dedup: str = "exact", kcore: int = 0, min_rating: float | None = None) -> pl.DataFrame:
+def clean(
+    frame: pl.DataFrame, dedup: str = "exact", kcore: int = 0, min_rating: float | None = None
+) -> pl.DataFrame:
     """Rating filter, deduplication and iterated k-core; row order is kept."""
     if min_rating is not None:
         if "rating" not in frame.columns:
-            raise DataError("data.min_rating is set but the data has no rating column; map one with --rating-col")
+            raise DataError(
+                "data.min_rating is set but the data has no rating column; map one with --rating-col"
+            )
         frame = frame.filter(pl.col("rating") >= min_rating)
     time_key = ["timestamp"] if "timestamp" in frame.columns else []
     if dedup == "exact":

@@ -82,8 +82,13 @@ def read_interactions(source: TableSource, max_bad_fraction: float = 0.01) -> tu
     if path.stat().st_size == 0:
         raise DataError(f"file is empty: {path}")
     report = ReadReport(str(path))
-    readers = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl,
-               "seqlines": _read_seqlines, "parquet": _read_parquet}
+    readers = {
+        "csv": _read_delimited,
+        "tsv": _read_delimited,
+        "jsonl": _read_jsonl,
+        "seqlines": _read_seqlines,
+        "parquet": _read_parquet,
+    }
     if source.format not in readers:
         raise DataError(f"unknown format {source.format!r} for {path}; use one of {', '.join(readers)}")
     frames = list(readers[source.format](source, report))
@@ -126,7 +131,9 @@ def _decode_lines(data: bytes, first_line: int, encoding: str, report: ReadRepor
     lines = pl.Series("text", [text]).str.split("\n").explode()
     if text.endswith("\n"):
         lines = lines.head(len(lines) - 1)
-    frame = pl.DataFrame({"line": pl.int_range(first_line, first_line + len(lines), eager=True), "text": lines})
+    frame = pl.DataFrame(
+        {"line": pl.int_range(first_line, first_line + len(lines), eager=True), "text": lines}
+    )
     frame = frame.with_columns(pl.col("text").str.strip_chars_end("\r"))
     frame = frame.filter(pl.col("text").str.strip_chars().str.len_bytes() > 0)
     if broken:
@@ -162,13 +169,20 @@ def _read_delimited(source: TableSource, report: ReadReport) -> Iterator[pl.Data
         _check_columns(wanted, names, source.path, "header" if header else "column names")
         fields = chunk.with_columns(pl.col("text").str.split(delimiter).alias("parts"))
         count_ok = pl.col("parts").list.len() == len(names)
-        selected = {out: pl.col("parts").list.get(names.index(col), null_on_oob=True) for out, col in wanted.items()}
+        selected = {
+            out: pl.col("parts").list.get(names.index(col), null_on_oob=True) for out, col in wanted.items()
+        }
         frame = fields.select(
             "line",
-            pl.when(~count_ok).then(
-                pl.format("wrong column count: expected {} fields, found {}", pl.lit(len(names)),
-                          pl.col("parts").list.len())
-            ).alias("_count_error"),
+            pl.when(~count_ok)
+            .then(
+                pl.format(
+                    "wrong column count: expected {} fields, found {}",
+                    pl.lit(len(names)),
+                    pl.col("parts").list.len(),
+                )
+            )
+            .alias("_count_error"),
             *(expr.str.strip_chars(' "').alias(out) for out, expr in selected.items()),
         )
         yield _validate(frame, wanted, report)
@@ -196,8 +210,10 @@ def _check_json_columns(chunk: pl.DataFrame, wanted: dict[str, str], path: Path)
     for out, col in wanted.items():
         found = chunk.select(pl.col("text").str.json_path_match(f"$['{col}']").is_not_null().any()).item()
         if not found:
-            raise DataError(f"column {col!r} (mapped to {out}) not found in any JSON object of {path}; "
-                            "set the column mapping (e.g. --user-col, --item-col)")
+            raise DataError(
+                f"column {col!r} (mapped to {out}) not found in any JSON object of {path}; "
+                "set the column mapping (e.g. --user-col, --item-col)"
+            )
 
 
 def _read_seqlines(source: TableSource, report: ReadReport) -> Iterator[pl.DataFrame]:
@@ -243,7 +259,9 @@ def _read_parquet(source: TableSource, report: ReadReport) -> Iterator[pl.DataFr
 def _validate(frame: pl.DataFrame, wanted: dict[str, str], report: ReadReport) -> pl.DataFrame:
     """Give each row its first problem (column count, missing value, non-numeric) and drop bad rows."""
     numeric = [name for name in NUMERIC_FIELDS if name in wanted]
-    typed = frame.with_columns(pl.col(name).cast(pl.Float64, strict=False).alias(f"_{name}") for name in numeric)
+    typed = frame.with_columns(
+        pl.col(name).cast(pl.Float64, strict=False).alias(f"_{name}") for name in numeric
+    )
     reason = pl.col("_count_error")
     for out, col in wanted.items():
         missing = pl.col(out).is_null() | (pl.col(out).str.len_bytes() == 0)

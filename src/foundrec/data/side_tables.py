@@ -9,10 +9,27 @@ import polars as pl
 from foundrec.data.readers import ReadReport, iter_lines
 from foundrec.errors import DataError
 
-ML100K_GENRES = (
-    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir "
-    "Horror Musical Mystery Romance Sci-Fi Thriller War Western"
-).split()
+ML100K_GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def _split_lines(path: Path, delimiter: str, n_fields: int, min_fields: int | None = None) -> pl.DataFrame:
@@ -52,8 +69,11 @@ def read_ml100k_users(path: Path) -> pl.DataFrame:
     """u.user: id | age | gender | occupation | zip."""
     raw = _split_lines(path, "|", 5)
     return raw.select(
-        pl.col("f0").alias("user"), pl.col("f1").cast(pl.Int32, strict=False).alias("age"),
-        pl.col("f2").alias("gender"), pl.col("f3").alias("occupation"), pl.col("f4").alias("zip"),
+        pl.col("f0").alias("user"),
+        pl.col("f1").cast(pl.Int32, strict=False).alias("age"),
+        pl.col("f2").alias("gender"),
+        pl.col("f3").alias("occupation"),
+        pl.col("f4").alias("zip"),
     )
 
 
@@ -72,6 +92,9 @@ def read_ml1m_users(path: Path) -> pl.DataFrame:
     """users.dat: id::gender::age::occupation::zip."""
     raw = _split_lines(path, "::", 5)
     return raw.select(
-        pl.col("f0").alias("user"), pl.col("f2").cast(pl.Int32, strict=False).alias("age"),
-        pl.col("f1").alias("gender"), pl.col("f3").alias("occupation"), pl.col("f4").alias("zip"),
+        pl.col("f0").alias("user"),
+        pl.col("f2").cast(pl.Int32, strict=False).alias("age"),
+        pl.col("f1").alias("gender"),
+        pl.col("f3").alias("occupation"),
+        pl.col("f4").alias("zip"),
     )

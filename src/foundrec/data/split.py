@@ -74,7 +74,9 @@ def temporal(data: Interactions, valid_fraction: float = 0.1, test_fraction: flo
     return Split(train, valid, test, data.n_users, data.n_items, protocol)
 
 
-def make_split(data: Interactions, method: str, valid_fraction: float = 0.1, test_fraction: float = 0.1) -> Split:
+def make_split(
+    data: Interactions, method: str, valid_fraction: float = 0.1, test_fraction: float = 0.1
+) -> Split:
     if method == "loo":
         return leave_one_out(data)
     if method == "temporal":

@@ -1,8 +1,9 @@
 """A seeded generator of interaction logs with power-law popularity and learnable sequential structure.
 
-Each item has a few fixed successors, drawn uniformly; a user's next item follows one of its last item's successors
-with probability `follow`, else is drawn from the Zipf popularity. A sequential model can learn the
-successor graph (HR@10 well above popularity), a popularity model cannot, so the data tells models apart.
+Each item has a few fixed successors, drawn uniformly; a user's next item follows one of its last
+item's successors with probability `follow`, else is drawn from the Zipf popularity. A sequential
+model can learn the successor graph (HR@10 well above popularity), a popularity model cannot,
+so the data tells models apart.
 Generation is vectorised over users, one step per position, so 10M interactions take seconds.
 """
 
@@ -67,4 +68,3 @@ def generate(cfg: SyntheticConfig) -> pl.DataFrame:
 
 def _draw(rng: np.random.Generator, cdf: np.ndarray, size: int | tuple[int, ...]) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, rng.random(size)), len(cdf) - 1)
-

@@ -114,9 +114,9 @@ class Recommender(ABC):
         model._load_state(path, spec["meta"])
         return model
 
+
 def history_matrix(batch: UserBatch, n_items: int) -> torch.Tensor:
     """Sparse [B, n_items] 0/1 matrix of each row's history (repeats counted once)."""
     index = torch.stack([batch.row_ids(), batch.items])
     values = torch.ones(len(batch.items))
     return torch.sparse_coo_tensor(index, values, (len(batch), n_items)).coalesce().sign()
-

@@ -16,7 +16,9 @@ class BPR(PairwiseRecommender):
     name = "bpr"
 
     def _build(self, n_users: int, n_items: int) -> nn.Module:
-        net = nn.ModuleDict({"user": nn.Embedding(n_users, self.dim), "item": nn.Embedding(n_items, self.dim)})
+        net = nn.ModuleDict(
+            {"user": nn.Embedding(n_users, self.dim), "item": nn.Embedding(n_items, self.dim)}
+        )
         for emb in net.values():
             nn.init.normal_(emb.weight, std=0.1)
         return net

@@ -28,7 +28,9 @@ class ItemKNN(Recommender):
 
     def fit(self, train: Sequences, n_items: int) -> Self:
         rows = train.row_ids()
-        x = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, train.items)), shape=(len(train), n_items))
+        x = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, train.items)), shape=(len(train), n_items)
+        )
         x.sum_duplicates()
         x.data[:] = 1.0  # repeats count once
         co = (x.T @ x).tocsr()
@@ -43,8 +45,10 @@ class ItemKNN(Recommender):
 
     def score(self, batch: UserBatch) -> torch.Tensor:
         rows = batch.row_ids().numpy()
-        h = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, batch.items.numpy())),
-                          shape=(len(batch), self.n_items_))
+        h = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, batch.items.numpy())),
+            shape=(len(batch), self.n_items_),
+        )
         h.data[:] = 1.0
         return torch.from_numpy(np.asarray((h @ self.sim_).todense(), dtype=np.float32))
 
@@ -60,6 +64,7 @@ class ItemKNN(Recommender):
     def _load_state(self, path: Path, meta: dict[str, Any]) -> None:
         self.sim_ = sp.load_npz(path / "similarity.npz").tocsr()
         self.n_items_ = meta["n_items"]
+
 
 def _top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the k largest entries of each row (each item's nearest neighbours)."""

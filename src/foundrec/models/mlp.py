@@ -36,9 +36,17 @@ class MLPRecommender(PairwiseRecommender):
 
     name = "mlp"
 
-    def __init__(self, dim: int = 32, hidden: tuple[int, ...] = (32, 16), lr: float = 1e-3,
-                 weight_decay: float = 0.0, batch_size: int = 1024, epochs: int = 20, negatives: int = 4,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        dim: int = 32,
+        hidden: tuple[int, ...] = (32, 16),
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 1024,
+        epochs: int = 20,
+        negatives: int = 4,
+        seed: int = 0,
+    ) -> None:
         super().__init__(dim, lr, weight_decay, batch_size, epochs, negatives, seed)
         self.hidden = tuple(hidden)
 

@@ -21,8 +21,16 @@ class PairwiseRecommender(Recommender):
     epoch so the training layer can validate and stop early between epochs.
     """
 
-    def __init__(self, dim: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 1024,
-                 epochs: int = 30, negatives: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dim: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 1024,
+        epochs: int = 30,
+        negatives: int = 1,
+        seed: int = 0,
+    ) -> None:
         self.dim = dim
         self.lr = lr
         self.weight_decay = weight_decay
@@ -49,7 +57,9 @@ class PairwiseRecommender(Recommender):
             torch.manual_seed(self.seed)
             self.n_users_, self.n_items_ = int(train.rows.max()) + 1, n_items
             self.net_ = self._build(self.n_users_, n_items)
-            self.optimizer_ = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            self.optimizer_ = torch.optim.Adam(
+                self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
             self.rng_ = np.random.default_rng(self.seed)
         users = torch.from_numpy(train.rows[train.row_ids()])
         items = torch.from_numpy(train.items)
