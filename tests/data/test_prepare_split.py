@@ -76,12 +76,6 @@ def test_dedup_exact_without_timestamp_is_per_user_item():
     assert out.select("user", "item", "line").rows() == [("u", "x", 1), ("u", "y", 2)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: clean(dedup='first'|'last') returns rows sorted by user, not in input order "
-    "as its docstring promises ('row order is kept'), so user/item vocab order depends "
-    "on the dedup mode",
-    strict=True,
-)
 @pytest.mark.parametrize("mode", ["first", "last"])
 def test_dedup_first_last_keep_row_order(mode):
     out = clean(frame(DUPS), dedup=mode)
@@ -226,11 +220,6 @@ def test_vocab_save_load_round_trip(tmp_path):
     assert (tmp_path / "items.txt").read_text().splitlines()[2] == "café"
 
 
-@pytest.mark.xfail(
-    reason="BUG: Vocab.load uses str.splitlines(), which also splits on \\x85, \\u2028, "
-    "\\x1c.. so ids holding them (possible with latin-1 input) shift every later index",
-    strict=True,
-)
 def test_vocab_round_trip_with_unicode_line_separators(tmp_path):
     ids = ["a", "x\x85y", "p\u2028q", "z"]
     Vocab(ids).save(tmp_path / "v.txt")

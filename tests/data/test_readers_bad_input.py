@@ -295,11 +295,6 @@ def test_no_data_rows(tmp_path, fmt, data):
     assert str(err.value) == f"file has no data rows: {path}"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a csv/tsv file holding only blank lines raises polars OutOfBoundsError "
-    "(chunk.row(0) on an empty chunk in _read_delimited) instead of DataError",
-    strict=True,
-)
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_blank_only_delimited_file_has_no_data_rows(tmp_path, fmt):
     path = write(tmp_path, f"log.{fmt}", b"\n\r\n   \n")
@@ -353,11 +348,6 @@ def test_unknown_column_jsonl_names_the_column(tmp_path):
     assert f"column 'movie' (mapped to item) not found in any JSON object of {path}" in str(err.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: jsonl unknown-column error does not list the available keys "
-    "(_check_json_columns only names the missing column)",
-    strict=True,
-)
 def test_unknown_column_jsonl_lists_available_keys(tmp_path):
     path = write(tmp_path, "log.jsonl", b'{"uid": "a", "iid": "b"}\n{"uid": "c", "iid": "d"}\n')
     with pytest.raises(DataError) as err:
@@ -372,11 +362,6 @@ def test_damaged_parquet(tmp_path):
         read(path, "parquet", columns=ColumnMap())
 
 
-@pytest.mark.xfail(
-    reason="BUG: header=True together with names does not skip the header line; it is "
-    "read as data and reported as a bad row",
-    strict=True,
-)
 def test_header_true_with_names_skips_header(tmp_path):
     path = write(tmp_path, "log.csv", b"a,b,c,d\nu1,i1,4,100\n")
     frame, report = read(path, header=True, names=("user", "item", "rating", "timestamp"))

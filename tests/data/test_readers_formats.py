@@ -74,11 +74,6 @@ def test_csv_quoted_values_bom_or_padded_header(tmp_path, head):
     assert frame.rows() == [("u1", "a", 2)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: readers._clean strips quotes before the BOM, so a BOM-prefixed quoted header "
-    "('\\ufeff\"user\"') becomes '\"user' and the column is not found",
-    strict=True,
-)
 def test_csv_bom_and_quoted_header(tmp_path):
     path = tmp_path / "log.csv"
     path.write_bytes('\ufeff"user","item"\n"u1", "a"\n'.encode())

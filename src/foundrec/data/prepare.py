@@ -32,7 +32,7 @@ class Vocab:
 
     @classmethod
     def load(cls, path: Path) -> Vocab:
-        return cls(path.read_text().splitlines())
+        return cls(path.read_text().split("\n")[:-1])  # not splitlines(): ids may hold \x85, \u2028
 
 
 @dataclass
@@ -82,7 +82,7 @@ def clean(
         frame = frame.unique(subset=["user", "item", *time_key], keep="first", maintain_order=True)
     elif dedup in ("first", "last"):
         ordered = frame.sort(["user", *time_key, "line"], maintain_order=True)
-        frame = ordered.unique(subset=["user", "item"], keep=dedup, maintain_order=True)
+        frame = ordered.unique(subset=["user", "item"], keep=dedup, maintain_order=True).sort("line")
     if kcore > 0:
         frame = kcore_filter(frame, kcore)
     if frame.height == 0:

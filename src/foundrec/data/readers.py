@@ -9,6 +9,7 @@ Output columns: `user`, `item` (strings), optional `timestamp`, `rating`, `label
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -158,13 +159,17 @@ def _read_delimited(source: TableSource, report: ReadReport) -> Iterator[pl.Data
     delimiter = source.delimiter or DEFAULT_DELIMITERS.get(source.format, ",")
     header = source.header if source.header is not None else source.names is None
     names = list(source.names) if source.names else None
+    header_done = not header
     for chunk in iter_lines(source.path, source.encoding, report):
-        if header and names is None:
-            first = chunk.row(0, named=True)
-            names = [_clean(name) for name in first["text"].split(delimiter)]
-            chunk = chunk.slice(1)
+        if chunk.height == 0:
+            continue
+        if not header_done:  # the first non-empty line; given `names` win over it
+            names = names or [_clean(name) for name in chunk["text"][0].split(delimiter)]
+            chunk, header_done = chunk.slice(1), True
+        if chunk.height == 0:
+            continue
         if names is None:
-            names = [str(i) for i in range(len(chunk.row(0, named=True)["text"].split(delimiter)))]
+            names = [str(i) for i in range(len(chunk["text"][0].split(delimiter)))]
         wanted = _wanted(source.columns)
         _check_columns(wanted, names, source.path, "header" if header else "column names")
         fields = chunk.with_columns(pl.col("text").str.split(delimiter).alias("parts"))
@@ -210,10 +215,19 @@ def _check_json_columns(chunk: pl.DataFrame, wanted: dict[str, str], path: Path)
     for out, col in wanted.items():
         found = chunk.select(pl.col("text").str.json_path_match(f"$['{col}']").is_not_null().any()).item()
         if not found:
+            keys = sorted({key for text in chunk["text"].head(100) for key in _json_keys(text)})
             raise DataError(
                 f"column {col!r} (mapped to {out}) not found in any JSON object of {path}; "
-                "set the column mapping (e.g. --user-col, --item-col)"
+                f"available: {', '.join(keys)}. Set the column mapping (e.g. --user-col, --item-col)."
             )
+
+
+def _json_keys(text: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return list(value) if isinstance(value, dict) else []
 
 
 def _read_seqlines(source: TableSource, report: ReadReport) -> Iterator[pl.DataFrame]:
@@ -292,4 +306,4 @@ def _check_columns(wanted: dict[str, str], names: list[str], path: Path, where: 
 
 
 def _clean(name: str) -> str:
-    return name.strip().strip('"').lstrip("\ufeff")
+    return name.lstrip("\ufeff").strip().strip('"')
