@@ -43,14 +43,6 @@ class UserBatch:
         """Batch row of every history item, [nnz]."""
         return torch.repeat_interleave(torch.arange(len(self)), self.lengths)
 
-    def padded(self, max_len: int, pad: int) -> torch.Tensor:
-        """The last `max_len` items of each history, left-padded with `pad`: [B, max_len]."""
-        out = torch.full((len(self), max_len), pad, dtype=torch.long)
-        pos_from_end = self.offsets[1:].repeat_interleave(self.lengths) - torch.arange(len(self.items)) - 1
-        keep = pos_from_end < max_len
-        out[self.row_ids()[keep], max_len - 1 - pos_from_end[keep]] = self.items[keep]
-        return out
-
 
 class Recommender(ABC):
     """fit / score / save / load, in the spirit of scikit-learn estimators.
@@ -114,9 +106,3 @@ class Recommender(ABC):
         model._load_state(path, spec["meta"])
         return model
 
-
-def history_matrix(batch: UserBatch, n_items: int) -> torch.Tensor:
-    """Sparse [B, n_items] 0/1 matrix of each row's history (repeats counted once)."""
-    index = torch.stack([batch.row_ids(), batch.items])
-    values = torch.ones(len(batch.items))
-    return torch.sparse_coo_tensor(index, values, (len(batch), n_items)).coalesce().sign()

@@ -20,7 +20,7 @@ class BPR(PairwiseRecommender):
             {"user": nn.Embedding(n_users, self.dim), "item": nn.Embedding(n_items, self.dim)}
         )
         for emb in net.values():
-            nn.init.normal_(emb.weight, std=0.1)
+            nn.init.normal_(emb.weight, std=0.01)
         return net
 
     def _loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
