@@ -92,12 +92,11 @@ def main():
     out_path = os.path.abspath(args.out)
     os.chdir(HERE)
 
+    import recbole
     import torch
     from recbole.config import Config
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
-
-    import recbole
     from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     config_dict = dict(BASE_CONFIG)
     config_dict.update(MODEL_CONFIG[args.model])
