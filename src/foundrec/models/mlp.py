@@ -67,4 +67,5 @@ class MLPRecommender(PairwiseRecommender):
         net = self.net_
         u = net.first_user(net.user(batch.users))  # (B, h)
         i = net.first_item(net.item.weight)  # (N, h)
-        return torch.cat([net.logits(u[s : s + 64, None, :], i[None]) for s in range(0, len(u), 64)])
+        step = max(1, (1 << 21) // i.numel())  # users per chunk: ~8 MB of activations
+        return torch.cat([net.logits(u[s : s + step, None, :], i[None]) for s in range(0, len(u), step)])
