@@ -32,6 +32,7 @@ def test_train_writes_metrics_contract_and_evaluate_reproduces_it(tmp_path) -> N
         "cold/hr@10",
     ):
         assert key in metrics["test"] and key in metrics["valid"] or key.startswith("coverage")
+    assert metrics["test"]["tail/users"] > 0 and metrics["test"]["cold/users"] > 0  # slices are populated
     assert metrics["epochs"] == 2 and metrics["params"] > 0 and metrics["train_seconds"] > 0
     again = runner.invoke(app, ["evaluate", str(out), "--json"])
     assert again.exit_code == 0, again.output

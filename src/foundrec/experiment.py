@@ -43,12 +43,12 @@ def prepare(cfg: RunConfig) -> Prepared:
         )
     evaluator = FullRankingEvaluator(
         split.item_counts(),
-        tuple(cfg.eval.ks),
-        cfg.eval.exclude_seen,
-        cfg.eval.batch_size,
-        cfg.eval.tail_share,
-        cfg.eval.cold_max_history,
-        cfg.eval.compile,
+        ks=tuple(cfg.eval.ks),
+        exclude_seen=cfg.eval.exclude_seen,
+        batch_size=cfg.eval.batch_size,
+        compile=cfg.eval.compile,
+        tail_share=cfg.eval.tail_share,
+        cold_max_history=cfg.eval.cold_max_history,
     )
     return Prepared(data, split, evaluator)
 
