@@ -136,10 +136,8 @@ def source_for(cfg: DataConfig) -> tuple[TableSource, DatasetSpec | None]:
 def load_dataset(cfg: DataConfig) -> LoadedData:
     """Read (or generate), clean and index the interactions the config names."""
     if cfg.dataset == "synthetic" and not cfg.path:
-        frame = generate(SyntheticConfig(**cfg.synthetic))
-        return LoadedData(
-            _prepare(frame, cfg), None, source="synthetic " + str(SyntheticConfig(**cfg.synthetic))
-        )
+        synthetic = SyntheticConfig(**cfg.synthetic)
+        return LoadedData(_prepare(generate(synthetic), cfg), None, source=f"synthetic {synthetic}")
     source, spec = source_for(cfg)
     frame, report = read_interactions(source, cfg.max_bad_fraction)
     loaded = LoadedData(_prepare(frame, cfg), report, source=str(source.path))

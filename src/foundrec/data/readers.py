@@ -160,6 +160,7 @@ def _read_delimited(source: TableSource, report: ReadReport) -> Iterator[pl.Data
     header = source.header if source.header is not None else source.names is None
     names = list(source.names) if source.names else None
     header_done = not header
+    wanted = _wanted(source.columns)
     for chunk in iter_lines(source.path, source.encoding, report):
         if chunk.height == 0:
             continue
@@ -170,7 +171,6 @@ def _read_delimited(source: TableSource, report: ReadReport) -> Iterator[pl.Data
             continue
         if names is None:
             names = [str(i) for i in range(len(chunk["text"][0].split(delimiter)))]
-        wanted = _wanted(source.columns)
         _check_columns(wanted, names, source.path, "header" if header else "column names")
         fields = chunk.with_columns(pl.col("text").str.split(delimiter).alias("parts"))
         count_ok = pl.col("parts").list.len() == len(names)
