@@ -11,7 +11,7 @@ from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNorm
 
 from foundrec.data.sequences import Sequences
 from foundrec.data.split import EvalSet
-from foundrec.eval.ranking import FullRankingEvaluator, target_ranks
+from foundrec.eval.ranking import FullRankingEvaluator, target_ranks, top_items
 from foundrec.models.base import Recommender, UserBatch
 
 
@@ -150,3 +150,14 @@ def test_compiled_rank_kernel_equals_eager() -> None:
     rows = torch.from_numpy(rng.integers(0, 33, 50))
     items = torch.from_numpy(rng.integers(0, 70, 50))
     assert torch.equal(target_ranks(scores, rows, items, fast=True), target_ranks(scores, rows, items))
+
+
+@pytest.mark.parametrize("n_items", [50, 1000, 1037])  # fewer chunks than k; whole chunks; a ragged end
+def test_chunked_top_items_equal_topk(n_items: int) -> None:
+    generator = torch.Generator().manual_seed(n_items)
+    scores = torch.randn(40, n_items, generator=generator)
+    scores[:, ::7] = -torch.inf  # masked seen items
+    scores[3, :] = -torch.inf
+    scores[3, 5:30] = torch.arange(25.0)  # a row whose best items sit in one chunk
+    expected = torch.topk(scores, 20, dim=1).indices
+    assert torch.equal(top_items(scores, 20, chunk=16), expected)
