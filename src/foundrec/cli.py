@@ -150,7 +150,7 @@ def data_download(
 
 @app.command()
 def train(
-    model: str = typer.Argument(..., help="pop, itemknn, bpr or mlp."),
+    model: str = typer.Argument(..., help="pop, itemknn, bpr, mlp, sasrec or hstu."),
     data: str = typer.Option("beauty", "--data", help="Registry name or a file path."),
     split: str | None = typer.Option(None, "--split", help="loo (default) or temporal."),
     config: Path | None = typer.Option(None, help="TOML config file."),

@@ -86,11 +86,13 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys (`params.dim=64`, `data.kcore=5`) in a nested dict."""
+    """Set dotted keys (`params.dim=64`, `data.kcore=5`) in a nested dict; `model.X` means `params.X`."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise FoundrecError(f"--set expects key=value, got {item!r}")
+        if key.strip().startswith("model."):
+            key = "params." + key.strip().removeprefix("model.")
         node = raw
         *parents, leaf = key.strip().split(".")
         for part in parents:

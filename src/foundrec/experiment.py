@@ -21,7 +21,9 @@ from foundrec.data.split import Split, make_split
 from foundrec.errors import FoundrecError
 from foundrec.eval.ranking import FullRankingEvaluator
 from foundrec.models import MODELS, Recommender
+from foundrec.models.sequential import SequentialRecommender
 from foundrec.train.early_stopping import EpochLog, fit
+from foundrec.train.pretrain import distributed, pretrain
 
 VALID_METRIC = "ndcg@10"
 
@@ -81,14 +83,27 @@ def train_run(
     torch.manual_seed(cfg.train.seed)
     p = prepared or prepare(cfg)
     model = build_model(cfg)
-    result = fit(
-        model,
-        p.split.train,
-        p.split.n_items,
-        validate=lambda m: p.evaluator.evaluate(m, p.split.valid)[VALID_METRIC],
-        patience=cfg.train.patience,
-        on_epoch=on_epoch,
-    )
+
+    def validate(m: Recommender) -> float:
+        return p.evaluator.evaluate(m, p.split.valid)[VALID_METRIC]
+
+    if isinstance(model, SequentialRecommender):
+        if model.text:
+            model.set_item_text(item_text_embeddings(p.data))
+        result = pretrain(
+            model,
+            p.split.train,
+            p.split.n_items,
+            validate=validate,
+            patience=cfg.train.patience,
+            on_epoch=on_epoch,
+            checkpoint_dir=_checkpoint_dir(out, cfg),
+        )
+        rank, _ = distributed()
+        if rank != 0:  # every rank trained; one evaluates and writes
+            return {}
+    else:
+        result = fit(model, p.split.train, p.split.n_items, validate, cfg.train.patience, on_epoch)
     metrics = evaluate_model(model, p)
     metrics.update(
         train_seconds=result.train_seconds,
@@ -101,6 +116,30 @@ def train_run(
     if out is not None:
         write_run(Path(out), cfg, p, model, metrics, [asdict(e) for e in result.epochs])
     return metrics
+
+
+def _checkpoint_dir(out: Path | None, cfg: RunConfig) -> Path | None:
+    """out/checkpoint, resumed only by a run with the same configuration."""
+    if out is None:
+        return None
+    folder = Path(out) / "checkpoint"
+    saved = folder / "config.json"
+    if saved.is_file() and saved.read_text() != cfg.model_dump_json(indent=2):
+        raise FoundrecError(
+            f"{folder} holds a checkpoint of another configuration; choose another --out or delete it"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    saved.write_text(cfg.model_dump_json(indent=2))
+    return folder
+
+
+def item_text_embeddings(data: LoadedData):
+    """Sentence embeddings of each item's text (title, genres, ...), cached on disk by models/text.py."""
+    from foundrec.models.text import embed_texts, item_texts
+
+    if data.items is None:
+        raise FoundrecError(f"{data.source} has no item texts; run without model.text")
+    return embed_texts(item_texts(data.items, data.interactions.items.ids))
 
 
 def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:

@@ -105,4 +105,3 @@ class Recommender(ABC):
         model = MODELS[spec["model"]](**spec["params"])
         model._load_state(path, spec["meta"])
         return model
-

@@ -1,0 +1,176 @@
+"""The training loop for sequence models: AdamW, warmup + cosine decay, clipping, accumulation, bf16 on GPU,
+early stopping on validation, checkpoints with exact resume, and PyTorch DDP under `torchrun`.
+
+Randomness is re-seeded from (seed, epoch) at every epoch, so a resumed run repeats exactly the epochs an
+uninterrupted run would have made, and every DDP rank builds the same global batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from foundrec.data.batching import length_grouped_batches, next_item_windows, pad_right
+from foundrec.data.sequences import Sequences
+from foundrec.models.sequential import SequentialRecommender
+from foundrec.train.early_stopping import EpochLog, TrainResult
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, floor: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def pretrain(
+    model: SequentialRecommender,
+    train: Sequences,
+    n_items: int,
+    validate: Callable[[SequentialRecommender], float] | None = None,
+    patience: int = 5,
+    on_epoch: Callable[[EpochLog, int], None] | None = None,
+    checkpoint_dir: Path | None = None,
+) -> TrainResult:
+    """Train `model` on next-item prediction; keep the weights of the best validation epoch."""
+    rank, world = distributed()
+    model.build(n_items, np.bincount(train.items, minlength=n_items).astype(np.float64))
+    device = model.torch_device()
+    network = model.network_
+    wrapped = DistributedDataParallel(network) if world > 1 else network
+    windows = next_item_windows(train, network.cfg.max_len)
+    items, offsets = torch.from_numpy(windows.items), torch.from_numpy(windows.offsets)
+    n_batches = math.ceil(len(windows) / model.batch_size)
+    steps_per_epoch = math.ceil(n_batches / model.accumulate)
+    total_steps = steps_per_epoch * model.epochs
+    optimizer = network.configure_optimizer(model.lr, model.weight_decay, (0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(max(1, int(model.warmup * total_steps)), total_steps, model.min_lr)
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    result, best, best_state, waited, first = TrainResult(), float("-inf"), None, 0, 1
+    path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    if path is not None and path.is_file():
+        saved = torch.load(
+            path, weights_only=False, map_location=device
+        )  # our own file: logs are dataclasses
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        best, best_state, waited = saved["best"], saved["best_state"], saved["waited"]
+        result = TrainResult(
+            [EpochLog(**e) for e in saved["epochs"]], saved["best_epoch"], saved["train_seconds"]
+        )
+        first = len(result.epochs) + 1
+        if saved["stopped"]:
+            first = model.epochs + 1
+    for epoch in range(first, model.epochs + 1):
+        start = time.perf_counter()
+        torch.manual_seed(model.seed * 100_003 + epoch)  # dropout and negatives
+        batches = length_grouped_batches(
+            windows.lengths, model.batch_size, np.random.default_rng([model.seed, epoch])
+        )
+        network.train()
+        total, count = 0.0, 0
+        for i, index in enumerate(batches):
+            n_global = int(windows.lengths[index].sum()) - len(index)  # targets in the global batch
+            share = torch.from_numpy(index[rank::world])  # this rank's part of the global batch
+            tokens, _ = pad_right(items, offsets, share, network.cfg.max_len + 1, model.n_items_)
+            step_now = (i + 1) % model.accumulate == 0 or i + 1 == len(batches)
+            with autocast:
+                loss, n = model.loss_sum(wrapped, tokens.to(device))
+            # DDP averages gradients over ranks, so world * (local sum) / (global count) gives the
+            # gradient of the global batch's mean loss, exactly as one process would compute it.
+            (loss * world / n_global / model.accumulate).backward()
+            total, count = total + loss.item(), count + n
+            if step_now:
+                if model.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), model.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+        network.eval()
+        seconds = time.perf_counter() - start
+        result.train_seconds += seconds
+        mean_loss = _all_mean(total, count, world, device)
+        score = float("nan")
+        if validate is not None:
+            score = _broadcast(validate(model) if rank == 0 else 0.0, world, device)
+        log = EpochLog(epoch, mean_loss, score, seconds)
+        result.epochs.append(log)
+        stop = False
+        if validate is not None:
+            if score > best:
+                best, best_state, waited, result.best_epoch = score, model.state_dict(), 0, epoch
+            else:
+                waited += 1
+                stop = waited >= patience
+        if rank == 0 and on_epoch:
+            on_epoch(log, model.epochs)
+        if rank == 0 and path is not None:
+            _save(path, network, optimizer, schedule, best, best_state, waited, result, stop)
+        if stop:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _all_mean(total: float, count: int, world: int, device: torch.device) -> float:
+    if world == 1:
+        return total / max(1, count)
+    both = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(both)
+    return float(both[0] / both[1].clamp(min=1))
+
+
+def _broadcast(value: float, world: int, device: torch.device) -> float:
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor[0])
+
+
+def _save(path, network, optimizer, schedule, best, best_state, waited, result, stopped) -> None:
+    """Atomic: a crash while writing leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "network": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "best": best,
+        "best_state": best_state,
+        "waited": waited,
+        "epochs": [asdict(e) for e in result.epochs],
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "stopped": stopped,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
