@@ -17,6 +17,7 @@ from foundrec.data.batching import pad_right
 from foundrec.data.sequences import Sequences
 from foundrec.errors import FoundrecError
 from foundrec.models.base import Recommender, UserBatch
+from foundrec.models.losses import fused_cross_entropy
 from foundrec.models.transformer import PRESETS, SequenceTransformer, preset
 
 FULL_SOFTMAX_MAX_ITEMS = 100_000  # above this, `loss="auto"` switches to sampled softmax
@@ -133,7 +134,7 @@ class SequentialRecommender(Recommender):
         table = self.network_.items.table()
         h, table = self._vectors(h, table)
         if self.uses_full_softmax():
-            return F.cross_entropy(h @ table.T, y, reduction="sum"), len(y)
+            return fused_cross_entropy(h, table, y), len(y)
         uniform = torch.randint(self.n_items_, (self.negatives,), device=y.device)
         candidates = torch.cat([y, uniform])  # in-batch targets are each other's negatives
         # Expected count of each candidate in the sample: corrects the in-batch popularity bias (logQ).
