@@ -3,6 +3,10 @@
 
 Output: benchmarks/recbole/data/beauty/beauty.inter with columns
 user_id:token, item_id:token, timestamp:float (timestamp = 0-based position in the user's sequence).
+
+`--max-users N` keeps only the first N users of the file (a slice for smoke tests); it writes the dataset
+`beauty_small` (data/beauty_small/beauty_small.inter) unless `--name` says otherwise, so the full
+data/beauty/beauty.inter is left alone. run_recbole.py picks a dataset with `--dataset NAME`.
 """
 
 import argparse
@@ -11,7 +15,6 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_INPUT = os.path.join(REPO_ROOT, "..", "shared", "data", "amazon-beauty", "sequences.txt")
-DEFAULT_OUTPUT = os.path.join(HERE, "data", "beauty", "beauty.inter")
 
 
 def main():
@@ -22,8 +25,22 @@ def main():
         default=DEFAULT_INPUT,
         help="sequences file (default: ../shared/data/amazon-beauty/sequences.txt from repo root)",
     )
-    ap.add_argument("--output", default=DEFAULT_OUTPUT)
+    ap.add_argument(
+        "--max-users", type=int, default=None, help="keep only the first N users (smoke-test slice)"
+    )
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="RecBole dataset name: writes data/NAME/NAME.inter "
+        "(default: beauty, or beauty_small with --max-users)",
+    )
+    ap.add_argument("--output", default=None, help="explicit output path (overrides --name)")
     args = ap.parse_args()
+    if args.max_users is not None and args.max_users < 1:
+        ap.error("--max-users must be >= 1")
+    name = args.name or ("beauty" if args.max_users is None else "beauty_small")
+    if args.output is None:
+        args.output = os.path.join(HERE, "data", name, f"{name}.inter")
 
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     users = inters = 0
@@ -35,6 +52,8 @@ def main():
             parts = line.split()
             if not parts:
                 continue
+            if args.max_users is not None and users >= args.max_users:
+                break
             user, seq = parts[0], parts[1:]
             users += 1
             for pos, item in enumerate(seq):
