@@ -198,7 +198,10 @@ def train(
                     info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
                 )
 
-            metrics = train_run(cfg, out, on_epoch=on_epoch)
+            def on_model(m: Any) -> None:
+                console.print(f"{m.name}: {m.n_parameters():,} parameters")
+
+            metrics = train_run(cfg, out, on_epoch=on_epoch, on_model=on_model)
     except FoundrecError as exc:
         _fail(exc)
     _report(metrics, as_json, f"{cfg.model} on {data}: {out}")

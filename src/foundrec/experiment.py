@@ -76,6 +76,7 @@ def train_run(
     out: Path | None = None,
     on_epoch: Callable[[EpochLog, int], None] | None = None,
     prepared: Prepared | None = None,
+    on_model: Callable[[Recommender], None] | None = None,
 ) -> dict[str, Any]:
     """Train, validate, test once; write the run folder when `out` is given; return metrics."""
     if cfg.train.threads:
@@ -90,6 +91,9 @@ def train_run(
     if isinstance(model, SequentialRecommender):
         if model.text:
             model.set_item_text(item_text_embeddings(p.data))
+        model.build(p.split.n_items, p.split.item_counts().astype(float))
+        if on_model:
+            on_model(model)
         result = pretrain(
             model,
             p.split.train,
@@ -106,6 +110,7 @@ def train_run(
         result = fit(model, p.split.train, p.split.n_items, validate, cfg.train.patience, on_epoch)
     metrics = evaluate_model(model, p)
     metrics.update(
+        work=result.work,
         train_seconds=result.train_seconds,
         epochs=len(result.epochs),
         best_epoch=result.best_epoch,

@@ -23,9 +23,12 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, len(hidden), chunk):
             h, y = hidden[start : start + chunk], targets[start : start + chunk]
             logits = h @ table.T  # (chunk, n_items)
-            lse = torch.logsumexp(logits, 1)
-            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            probs = logits.sub_(lse[:, None]).exp_()  # d loss / d logits = softmax - one_hot
+            target_logit = logits.gather(1, y[:, None]).squeeze(1)
+            peak = logits.amax(1, keepdim=True)
+            probs = logits.sub_(peak).exp_()  # in place: one (chunk, n_items) buffer for everything
+            norm = probs.sum(1, keepdim=True)
+            total += (peak + norm.log()).sum() - target_logit.sum()
+            probs.div_(norm)  # d loss / d logits = softmax - one_hot
             probs[torch.arange(len(y), device=y.device), y] -= 1
             grad_hidden[start : start + chunk] = probs @ table
             grad_table.addmm_(probs.T, h)

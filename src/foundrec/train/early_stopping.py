@@ -27,6 +27,7 @@ class TrainResult:
     epochs: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
     train_seconds: float = 0.0  # time in fit/partial_fit only, validation excluded
+    work: dict[str, float] = field(default_factory=dict)  # FLOPs and padding per epoch, where known
 
 
 def fit(

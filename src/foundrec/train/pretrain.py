@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from foundrec.data.batching import length_grouped_batches, next_item_windows, pad_right
+from foundrec.data.batching import Windows, length_grouped_batches, next_item_windows, pad_right
 from foundrec.data.sequences import Sequences
 from foundrec.models.sequential import SequentialRecommender
 from foundrec.train.early_stopping import EpochLog, TrainResult
@@ -73,6 +73,7 @@ def pretrain(
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     result, best, best_state, waited, first = TrainResult(), float("-inf"), None, 0, 1
+    result.work = epoch_work(model, windows)
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if path is not None and path.is_file():
         saved = torch.load(
@@ -138,6 +139,40 @@ def pretrain(
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def epoch_work(model: SequentialRecommender, windows: Windows) -> dict[str, float]:
+    """Arithmetic of one epoch: real vs processed positions, and FLOPs (forward + backward = 3x forward).
+
+    Per position and layer: the block's matrix products (SASRec 4d^2 + 2*ffn*d^2, HSTU 5d^2 multiply-adds)
+    and attention over the batch's width; per target: the output layer (d x catalogue, or d x sampled
+    candidates). Embedding look-ups, norms and activations are left out: they are not matrix work.
+    """
+    cfg = model.network_.cfg
+    targets = windows.lengths - 1
+    batches = length_grouped_batches(
+        windows.lengths, model.batch_size, np.random.default_rng([model.seed, 1])
+    )
+    widths = np.array([targets[b].max() for b in batches])
+    sizes = np.array([len(b) for b in batches])
+    processed = int((widths * sizes).sum())
+    real = int(targets.sum())
+    d = cfg.dim
+    per_position = (4 + 2 * cfg.ffn_mult) * d * d if cfg.block == "sasrec" else 5 * d * d
+    attention = int((sizes * widths * widths).sum()) * d  # QK^T and AV over causal halves: 2 * T^2/2 * d
+    if model.uses_full_softmax():
+        output = real * d * model.n_items_
+    else:
+        output = real * d * (int(np.mean(sizes * widths)) + model.negatives)
+    flops = 6 * (cfg.n_layers * (processed * per_position + attention) + output)
+    return {
+        "real_positions": real,
+        "processed_positions": processed,
+        "padding_fraction": 1 - real / max(1, processed),
+        "padding_fraction_if_padded_to_max_len": 1 - real / max(1, len(windows) * cfg.max_len),
+        "flops_per_epoch": float(flops),
+        "output_layer_share": 6 * output / max(1, flops),
+    }
 
 
 def _all_mean(total: float, count: int, world: int, device: torch.device) -> float:
