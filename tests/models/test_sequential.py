@@ -56,7 +56,7 @@ def test_learns_the_sequential_structure(cls: type[SequentialRecommender], small
 
 
 def test_sampled_softmax_with_logq_trains(small_split: Split) -> None:
-    model = SequentialRecommender(**TINY, epochs=6, loss="sampled", negatives=64)
+    model = SequentialRecommender(**TINY, epochs=6, loss="sampled", negatives=64, similarity="dot")
     result = pretrain(model, small_split.train, small_split.n_items)
     assert not model.uses_full_softmax()
     assert result.epochs[-1].loss < result.epochs[0].loss

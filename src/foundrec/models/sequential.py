@@ -39,7 +39,7 @@ class SequentialRecommender(Recommender):
         dropout: float = 0.5,
         loss: str = "auto",  # "full" softmax, "sampled" (in-batch + uniform negatives, logQ), or "auto"
         negatives: int = 1024,  # uniform negatives per batch for the sampled softmax
-        similarity: str = "dot",  # "dot" or "cosine" (L2-normalised vectors / temperature)
+        similarity: str = "cosine",  # or "dot"; cosine/0.05 doubled Beauty's validation NDCG@10 early on
         temperature: float = 0.05,  # for cosine only
         lr: float = 1e-3,
         weight_decay: float = 0.0,

@@ -19,7 +19,8 @@ class EpochLog:
     epoch: int
     loss: float
     valid: float
-    seconds: float
+    seconds: float  # training only
+    valid_seconds: float = 0.0
 
 
 @dataclass

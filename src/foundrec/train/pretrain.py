@@ -118,10 +118,10 @@ def pretrain(
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
         mean_loss = _all_mean(total, count, world, device)
-        score = float("nan")
+        score, valid_start = float("nan"), time.perf_counter()
         if validate is not None:
             score = _broadcast(validate(model) if rank == 0 else 0.0, world, device)
-        log = EpochLog(epoch, mean_loss, score, seconds)
+        log = EpochLog(epoch, mean_loss, score, seconds, time.perf_counter() - valid_start)
         result.epochs.append(log)
         stop = False
         if validate is not None:
