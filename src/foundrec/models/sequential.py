@@ -147,14 +147,26 @@ class SequentialRecommender(Recommender):
 
     @torch.no_grad()  # not inference_mode: callers modify the scores in place
     def score(self, batch: UserBatch) -> torch.Tensor:
-        device = self.torch_device()
-        tokens, lengths = pad_right(
-            batch.items, batch.offsets, torch.arange(len(batch)), self.network_.cfg.max_len, self.n_items_
-        )
-        hidden = self.network_(tokens.to(device))
-        last = hidden[torch.arange(len(batch)), (lengths - 1).clamp(min=0).to(device)]
-        h, table = self._vectors(last, self.network_.items.table())
+        h, table = self._vectors(self.encode(batch), self.network_.items.table())
         return (h @ table.T).float().cpu()
+
+    def encode(self, batch: UserBatch, group: int = 64) -> torch.Tensor:
+        """The hidden state after each user's last item, (B, dim).
+
+        Users are run in groups of similar history length, so padding stays near zero: one long history
+        no longer pads a whole block to max_len (5x less work on Beauty, mean length 9 of 50).
+        """
+        device = self.torch_device()
+        lengths = batch.lengths.clamp(max=self.network_.cfg.max_len)
+        order = torch.argsort(lengths, stable=True)
+        out = torch.empty(len(batch), self.network_.cfg.dim, device=device)
+        for rows in order.split(group):
+            tokens, size = pad_right(
+                batch.items, batch.offsets, rows, self.network_.cfg.max_len, self.n_items_
+            )
+            hidden = self.network_(tokens.to(device))
+            out[rows.to(device)] = hidden[torch.arange(len(rows)), (size - 1).clamp(min=0).to(device)].float()
+        return out
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.network_.parameters())
