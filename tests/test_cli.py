@@ -83,6 +83,8 @@ def test_errors_are_messages_not_tracebacks(tmp_path) -> None:
         (["train", "pop", *SYNTH, "--set", "split.method=random"], "invalid configuration: split.method"),
         (["evaluate", str(tmp_path)], "not a run folder"),
         (["data", "stats", "no-such-dataset"], "file not found"),
+        (["train", "sasrec", *SYNTH, "--set", "model.size=huge"], "unknown model size 'huge'"),
+        (["train", "sasrec", *SYNTH, "--set", "model.text=true"], "has no item texts"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

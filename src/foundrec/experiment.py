@@ -90,7 +90,7 @@ def train_run(
 
     if isinstance(model, SequentialRecommender):
         if model.text:
-            model.set_item_text(item_text_embeddings(p.data))
+            model.set_item_text(item_text_embeddings(p.data, model.text))
         model.build(p.split.n_items, p.split.item_counts().astype(float))
         if on_model:
             on_model(model)
@@ -138,13 +138,17 @@ def _checkpoint_dir(out: Path | None, cfg: RunConfig) -> Path | None:
     return folder
 
 
-def item_text_embeddings(data: LoadedData):
-    """Sentence embeddings of each item's text (title, genres, ...), cached on disk by models/text.py."""
-    from foundrec.models.text import embed_texts, item_texts
+def item_text_embeddings(data: LoadedData, text_model: bool | str = True):
+    """Sentence embeddings of each item's text (title, genres, ...), cached on disk by models/text.py.
+
+    `text_model` True means the packaged all-MiniLM-L6-v2; a string is any sentence-transformers model path.
+    """
+    from foundrec.models.text import DEFAULT_TEXT_MODEL, embed_texts, item_texts
 
     if data.items is None:
         raise FoundrecError(f"{data.source} has no item texts; run without model.text")
-    return embed_texts(item_texts(data.items, data.interactions.items.ids))
+    model = text_model if isinstance(text_model, str) else DEFAULT_TEXT_MODEL
+    return embed_texts(item_texts(data.items, data.interactions.items.ids), model)
 
 
 def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class SequentialRecommender(Recommender):
         accumulate: int = 1,  # micro-steps per optimizer step
         grad_clip: float = 1.0,
         epochs: int = 200,  # upper bound; early stopping on validation ends sooner
-        text: bool = False,  # fuse item text embeddings (set with `set_item_text`) with the ids
+        text: bool | str = False,  # fuse item text embeddings with the ids; a string names the text model
         device: str = "auto",  # "auto": cuda when available, else cpu
         seed: int = 0,
     ) -> None:
