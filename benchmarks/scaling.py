@@ -53,7 +53,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the saved JSON")
     args = parser.parse_args()
+    stem = f"scaling_{args.data}_{args.block}"
+    if args.replot:
+        rows = json.loads((args.out / f"{stem}.json").read_text())["rows"]
+        return plot(rows, args.out / f"{stem}.png", f"{args.block} on {args.data}")
     torch.set_num_threads(args.threads)
     p = prepare(load_config(None, [], model=args.block, data__dataset=args.data))
     rows = []
@@ -79,7 +84,6 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    stem = f"scaling_{args.data}_{args.block}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"rows": rows, "machine": machine_info()}, indent=2))
     plot(rows, args.out / f"{stem}.png", f"{args.block} on {args.data}")
@@ -94,6 +98,7 @@ def main() -> None:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -106,6 +111,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     right.set(xscale="log", xlabel="parameters", ylabel="validation NDCG@10", title=title)
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
