@@ -1,6 +1,7 @@
 """Seconds for one full-ranking evaluation pass of a dot-product model over every Beauty user and item.
 
     .venv/bin/python benchmarks/eval_speed.py [--dim 64] [--repeats 5]
+    .venv/bin/python benchmarks/eval_speed.py --run runs/sasrec-beauty   # a trained model instead
 
 The model is a 64-dimensional user/item embedding table (BPR's shape); its values do not change the
 work. The pass is the whole evaluator: scoring, seen-item masking, ranks, top-K, metrics and slices.
@@ -18,9 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from foundrec.config import DataConfig  # noqa: E402
+from foundrec.config import DataConfig, RunConfig  # noqa: E402
 from foundrec.data.datasets import load_dataset  # noqa: E402
-from foundrec.data.split import leave_one_out  # noqa: E402
+from foundrec.data.split import leave_one_out, make_split  # noqa: E402
 from foundrec.eval.ranking import FullRankingEvaluator  # noqa: E402
 from foundrec.models.base import Recommender, UserBatch  # noqa: E402
 from machine import machine_info  # noqa: E402
@@ -45,10 +46,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--eager", action="store_true", help="no torch.compile for the rank kernel")
+    parser.add_argument("--run", type=Path, help="time a trained run's model (e.g. sasrec) on its own data")
     args = parser.parse_args()
-    split = leave_one_out(load_dataset(DataConfig(dataset="beauty")).interactions)
-    torch.manual_seed(0)
-    model = DotProduct(torch.randn(split.n_users, args.dim), torch.randn(split.n_items, args.dim))
+    if args.run:
+        cfg = RunConfig.model_validate_json((args.run / "config.json").read_text())
+        s = cfg.split
+        split = make_split(load_dataset(cfg.data).interactions, s.method, s.valid_fraction, s.test_fraction)
+        model = Recommender.load(args.run / "model")
+    else:
+        split = leave_one_out(load_dataset(DataConfig(dataset="beauty")).interactions)
+        torch.manual_seed(0)
+        model = DotProduct(torch.randn(split.n_users, args.dim), torch.randn(split.n_items, args.dim))
     evaluator = FullRankingEvaluator(split.item_counts(), batch_size=args.batch_size, compile=not args.eager)
     evaluator.evaluate(model, split.test)  # warm-up
     times = []
@@ -61,6 +69,7 @@ def main() -> None:
             {
                 "users": len(split.test),
                 "items": split.n_items,
+                "model": model.name,
                 "dim": args.dim,
                 "batch_size": args.batch_size,
                 "compiled_rank": not args.eager,
