@@ -31,7 +31,10 @@ def time_to(epochs: list[dict], target: float) -> float | None:
     return None
 
 
-def mean_spread(values: list[float]) -> dict[str, float]:
+def mean_spread(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v == v]  # NaN: a slice with no users
+    if not values:
+        return None
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
