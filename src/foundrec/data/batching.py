@@ -24,10 +24,6 @@ class Windows:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @property
-    def n_targets(self) -> int:
-        return int(self.lengths.sum() - len(self))
-
 
 def next_item_windows(train: Sequences, max_len: int) -> Windows:
     """Cut every history from its end into windows overlapping by one item.

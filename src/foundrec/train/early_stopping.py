@@ -31,6 +31,29 @@ class TrainResult:
     work: dict[str, float] = field(default_factory=dict)  # FLOPs and padding per epoch, where known
 
 
+@dataclass
+class BestEpoch:
+    """Validation bookkeeping shared by the epoch loops: best score, its epoch and weights, patience used."""
+
+    patience: int
+    score: float = float("-inf")
+    epoch: int = 0
+    state: dict | None = None
+    waited: int = 0
+
+    def update(self, score: float, epoch: int, model: Recommender) -> bool:
+        """Record an epoch's validation score; True once `patience` epochs passed without a gain."""
+        if score > self.score:
+            self.score, self.epoch, self.state, self.waited = score, epoch, model.state_dict(), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, model: Recommender) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
 def fit(
     model: Recommender,
     train: Sequences,
@@ -46,26 +69,21 @@ def fit(
         model.fit(train, n_items)
         result.train_seconds = time.perf_counter() - start
         return result
-    best, best_state, waited = float("-inf"), None, 0
+    best = BestEpoch(patience)
     max_epochs = model.epochs
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         loss = model.partial_fit(train, n_items)
         seconds = time.perf_counter() - start
         result.train_seconds += seconds
+        valid_start = time.perf_counter()
         score = validate(model) if validate else float("nan")
-        log = EpochLog(epoch, loss, score, seconds)
+        log = EpochLog(epoch, loss, score, seconds, time.perf_counter() - valid_start)
         result.epochs.append(log)
         if on_epoch:
             on_epoch(log, max_epochs)
-        if validate is None:
-            continue
-        if score > best:
-            best, best_state, waited, result.best_epoch = score, model.state_dict(), 0, epoch
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if validate is not None and best.update(score, epoch, model):
+            break
+    best.restore(model)
+    result.best_epoch = best.epoch
     return result

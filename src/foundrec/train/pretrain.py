@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from foundrec.data.batching import Windows, length_grouped_batches, next_item_windows, pad_right
 from foundrec.data.sequences import Sequences
 from foundrec.models.sequential import SequentialRecommender
-from foundrec.train.early_stopping import EpochLog, TrainResult
+from foundrec.train.early_stopping import BestEpoch, EpochLog, TrainResult
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -72,23 +72,18 @@ def pretrain(
         optimizer, warmup_cosine(max(1, int(model.warmup * total_steps)), total_steps, model.min_lr)
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    result, best, best_state, waited, first = TrainResult(), float("-inf"), None, 0, 1
-    result.work = epoch_work(model, windows)
+    result, best, first = TrainResult(), BestEpoch(patience), 1
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if path is not None and path.is_file():
-        saved = torch.load(
-            path, weights_only=False, map_location=device
-        )  # our own file: logs are dataclasses
+        # Our own file (not weights only): it holds the epoch logs and the early-stopping state.
+        saved = torch.load(path, weights_only=False, map_location=device)
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
-        best, best_state, waited = saved["best"], saved["best_state"], saved["waited"]
-        result = TrainResult(
-            [EpochLog(**e) for e in saved["epochs"]], saved["best_epoch"], saved["train_seconds"]
-        )
-        first = len(result.epochs) + 1
-        if saved["stopped"]:
-            first = model.epochs + 1
+        best = BestEpoch(patience, **saved["best"])
+        result = TrainResult([EpochLog(**e) for e in saved["epochs"]], train_seconds=saved["train_seconds"])
+        first = model.epochs + 1 if saved["stopped"] else len(result.epochs) + 1
+    result.work = epoch_work(model, windows)
     for epoch in range(first, model.epochs + 1):
         start = time.perf_counter()
         torch.manual_seed(model.seed * 100_003 + epoch)  # dropout and negatives
@@ -123,21 +118,15 @@ def pretrain(
             score = _broadcast(validate(model) if rank == 0 else 0.0, world, device)
         log = EpochLog(epoch, mean_loss, score, seconds, time.perf_counter() - valid_start)
         result.epochs.append(log)
-        stop = False
-        if validate is not None:
-            if score > best:
-                best, best_state, waited, result.best_epoch = score, model.state_dict(), 0, epoch
-            else:
-                waited += 1
-                stop = waited >= patience
+        stop = validate is not None and best.update(score, epoch, model)
         if rank == 0 and on_epoch:
             on_epoch(log, model.epochs)
         if rank == 0 and path is not None:
-            _save(path, network, optimizer, schedule, best, best_state, waited, result, stop)
+            _save(path, network, optimizer, schedule, best, result, stop)
         if stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore(model)
+    result.best_epoch = best.epoch
     return result
 
 
@@ -191,18 +180,15 @@ def _broadcast(value: float, world: int, device: torch.device) -> float:
     return float(tensor[0])
 
 
-def _save(path, network, optimizer, schedule, best, best_state, waited, result, stopped) -> None:
+def _save(path, network, optimizer, schedule, best: BestEpoch, result: TrainResult, stopped: bool) -> None:
     """Atomic: a crash while writing leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "network": network.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
-        "best": best,
-        "best_state": best_state,
-        "waited": waited,
+        "best": {k: v for k, v in vars(best).items() if k != "patience"},  # no copy of the weights
         "epochs": [asdict(e) for e in result.epochs],
-        "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds,
         "stopped": stopped,
     }
