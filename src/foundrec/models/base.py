@@ -105,3 +105,23 @@ class Recommender(ABC):
         model = MODELS[spec["model"]](**spec["params"])
         model._load_state(path, spec["meta"])
         return model
+
+
+class DotProductRecommender(Recommender):
+    """A model whose score is <user vector, item vector>: `score` follows from the two sides.
+
+    Serving indexes `item_vectors` for approximate nearest-neighbour search and encodes only the user;
+    evaluation may rank with the factors directly.
+    """
+
+    @abstractmethod
+    def user_vectors(self, batch: UserBatch) -> torch.Tensor:
+        """[B, d] float32, one query vector per user or history in the batch."""
+
+    @abstractmethod
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items, d] float32 in vocabulary order."""
+
+    @torch.no_grad()
+    def score(self, batch: UserBatch) -> torch.Tensor:
+        return self.user_vectors(batch) @ self.item_vectors().T

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foundrec.models.base import UserBatch
+from foundrec.models.base import DotProductRecommender, UserBatch
 from foundrec.models.neural import PairwiseRecommender
 
 
-class BPR(PairwiseRecommender):
+class BPR(PairwiseRecommender, DotProductRecommender):
     """score(u, i) = <p_u, q_i>; loss -log sigmoid(score(u, pos) - score(u, neg))."""
 
     name = "bpr"
@@ -30,5 +30,9 @@ class BPR(PairwiseRecommender):
         return -F.logsigmoid(pos_score[:, None] - neg_score).mean()
 
     @torch.no_grad()
-    def score(self, batch: UserBatch) -> torch.Tensor:
-        return self.net_["user"](batch.users) @ self.net_["item"].weight.T
+    def user_vectors(self, batch: UserBatch) -> torch.Tensor:
+        return self.net_["user"](batch.users)
+
+    @torch.no_grad()
+    def item_vectors(self) -> torch.Tensor:
+        return self.net_["item"].weight

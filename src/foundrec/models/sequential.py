@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from foundrec.data.batching import pad_right
 from foundrec.data.sequences import Sequences
 from foundrec.errors import FoundrecError
-from foundrec.models.base import Recommender, UserBatch
+from foundrec.models.base import DotProductRecommender, UserBatch
 from foundrec.models.losses import fused_cross_entropy
 from foundrec.models.transformer import PRESETS, SequenceTransformer, preset
 
 FULL_SOFTMAX_MAX_ITEMS = 100_000  # above this, `loss="auto"` switches to sampled softmax
 
 
-class SequentialRecommender(Recommender):
+class SequentialRecommender(DotProductRecommender):
     """Causal transformer trained on next-item prediction at every real position of every history."""
 
     name = "sasrec"
@@ -120,10 +120,11 @@ class SequentialRecommender(Recommender):
         pretrain(self, train, n_items)
         return self
 
-    def _vectors(self, hidden: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.similarity == "cosine":
-            return F.normalize(hidden, dim=-1) / self.temperature, F.normalize(items, dim=-1)
-        return hidden, items
+    def _queries(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.normalize(hidden, dim=-1) / self.temperature if self.similarity == "cosine" else hidden
+
+    def _keys(self, items: torch.Tensor) -> torch.Tensor:
+        return F.normalize(items, dim=-1) if self.similarity == "cosine" else items
 
     def loss_sum(self, network: torch.nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Summed next-item cross-entropy over real positions of right-padded windows, and their count."""
@@ -131,8 +132,7 @@ class SequentialRecommender(Recommender):
         hidden = network(tokens[:, :-1])  # (B, T, dim); `network` may be the DDP wrapper
         real = targets != self.n_items_
         h, y = hidden[real], targets[real]  # (N, dim), (N,): padding never reaches the output layer
-        table = self.network_.items.table()
-        h, table = self._vectors(h, table)
+        h, table = self._queries(h), self._keys(self.network_.items.table())
         if self.uses_full_softmax():
             return fused_cross_entropy(h, table, y), len(y)
         uniform = torch.randint(self.n_items_, (self.negatives,), device=y.device)
@@ -146,9 +146,12 @@ class SequentialRecommender(Recommender):
         return F.cross_entropy(logits, torch.arange(len(y), device=y.device), reduction="sum"), len(y)
 
     @torch.no_grad()  # not inference_mode: callers modify the scores in place
-    def score(self, batch: UserBatch) -> torch.Tensor:
-        h, table = self._vectors(self.encode(batch), self.network_.items.table())
-        return (h @ table.T).float().cpu()
+    def user_vectors(self, batch: UserBatch) -> torch.Tensor:
+        return self._queries(self.encode(batch)).float().cpu()
+
+    @torch.no_grad()
+    def item_vectors(self) -> torch.Tensor:
+        return self._keys(self.network_.items.table()).float().cpu()
 
     def encode(self, batch: UserBatch, group: int = 64) -> torch.Tensor:
         """The hidden state after each user's last item, (B, dim).
