@@ -251,6 +251,196 @@ def demo(
     _table(rows, f"test metrics, {dataset}, leave-one-out, full ranking")
 
 
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Folders written by `foundrec train`, on one dataset."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.html, metrics.json and summary.md."),
+    popularity: bool = typer.Option(
+        True, "--popularity/--no-popularity", help="Rank the test users again for the popularity-bias plot."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """One HTML report (tables and plots), metrics.json and a Markdown summary from finished runs."""
+    from foundrec.eval.report import read_runs, write_report
+
+    try:
+        if any(out.resolve() == d.resolve() for d in run_dirs):
+            raise FoundrecError(f"--out {out} is one of the run folders; its metrics.json would be replaced")
+        inputs = read_runs(run_dirs)
+        if popularity:
+            _add_popularity(inputs, run_dirs)
+        paths = write_report(out, inputs)
+    except FoundrecError as exc:
+        _fail(exc)
+    print(paths["metrics" if as_json else "summary"].read_text())
+    console.print(f"[green]ok[/] {paths['html']}")
+
+
+def _add_popularity(inputs: Any, run_dirs: list[Path]) -> None:
+    """Each saved model ranks its test users again; its top-K lists give the popularity profile."""
+    from foundrec.eval.popularity import interaction_shares, recommended_popularity
+    from foundrec.experiment import prepare
+    from foundrec.models import Recommender
+
+    prepared: dict[str, Any] = {}
+    for (name, result), run_dir in zip(inputs.models.items(), run_dirs, strict=True):
+        if not (run_dir / "config.json").is_file() or not (run_dir / "model").is_dir():
+            raise FoundrecError(f"{run_dir} has no config.json or model/; use --no-popularity")
+        cfg = RunConfig.model_validate_json((run_dir / "config.json").read_text())
+        key = cfg.model_dump_json(include={"data", "split", "eval"})
+        p = prepared[key] = prepared.get(key) or prepare(cfg)
+        inputs.popularity_k = min(inputs.popularity_k, max(p.evaluator.ks))
+        console.print(f"ranking the test users with {name} for the popularity profile ...")
+        model = Recommender.load(run_dir / "model")
+        result.popularity = recommended_popularity(p.evaluator, model, p.split.test, inputs.popularity_k)
+        inputs.catalogue_popularity = interaction_shares(p.evaluator.item_counts)
+
+
+@app.command()
+def pipeline(
+    config: Path = typer.Argument(..., help="Pipeline TOML (configs/pipeline-*.toml)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/CONFIG-NAME)."),
+    from_: str | None = typer.Option(None, "--from", help="Redo this stage and every later one."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting: pretrain.params.dim=128, ..."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """data -> pretrain -> baselines -> fuse -> evaluate -> report -> bundle; reruns skip finished stages."""
+    from foundrec.config import load_pipeline_config
+    from foundrec.pipeline import run_pipeline
+
+    try:
+        cfg = load_pipeline_config(
+            config, set_ + ([f"data.data_dir={json.dumps(data_dir)}"] if data_dir else [])
+        )
+        out = out or Path("runs") / config.stem
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("pipeline", total=None, info="")
+
+            def on_epoch(stage: str, log: Any, total: int) -> None:
+                bar.update(
+                    task,
+                    description=stage,
+                    total=total,
+                    completed=log.epoch,
+                    info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
+                )
+
+            summary = run_pipeline(
+                cfg, out, from_, log=lambda m: console.print(m, highlight=False), on_epoch=on_epoch
+            )
+    except FoundrecError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            (out / "summary.md").read_text()
+            if (out / "summary.md").is_file()
+            else json.dumps(summary, indent=2)
+        )
+
+
+@app.command()
+def bundle(
+    run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write (replaced if it holds a bundle)."),
+) -> None:
+    """Export a trained run as a serving bundle: model, vocabularies, item vectors, checksums."""
+    from foundrec.serve.bundle import export_bundle
+
+    try:
+        path = export_bundle(run_dir, out)
+    except FoundrecError as exc:
+        _fail(exc)
+    console.print(f"[green]ok[/] {path}")
+
+
+@app.command()
+def serve(
+    bundle_dir: Path = typer.Argument(..., help="A folder written by `foundrec bundle`."),
+    store: str = typer.Option("sqlite:events.db", "--store", help="sqlite:PATH or redis://HOST:PORT/DB."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers", help="Processes; each loads the bundle."),
+) -> None:
+    """Serve recommendations over HTTP (OpenAPI docs at /docs); needs FOUNDREC_TOKEN for writes."""
+    import os
+
+    import uvicorn
+
+    if not (bundle_dir / "manifest.json").is_file():
+        _fail(FoundrecError(f"{bundle_dir} is not a bundle; create one with `foundrec bundle RUN_DIR`"))
+    if not os.environ.get("FOUNDREC_TOKEN"):
+        _fail(FoundrecError("set FOUNDREC_TOKEN: write and admin endpoints need a bearer token"))
+    os.environ.update(FOUNDREC_BUNDLE=str(bundle_dir.resolve()), FOUNDREC_STORE=store)
+    uvicorn.run("foundrec.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+@app.command()
+def finetune(
+    pretrained_run: Path = typer.Argument(..., help="A `foundrec train sasrec --split temporal` run folder."),
+    task: str = typer.Option("ctr", "--task", help="ctr (like = rating > 3) or rating."),
+    mode: str = typer.Option("full", "--mode", help="full, lora, adapter or probe."),
+    data: str = typer.Option("ml-100k", "--data", help="A registry dataset with ratings and timestamps."),
+    protocol: str = typer.Option("temporal", "--protocol", help="temporal (80/10/10 by time) or tallrec."),
+    shots: int | None = typer.Option(None, "--shots", help="Train on this many rows drawn from train."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draw and of training."),
+    scratch: bool = typer.Option(False, "--scratch", help="Same backbone, freshly initialised."),
+    epochs: int = typer.Option(15, "--epochs", help="Upper bound; validation AUC stops sooner."),
+    lr: float = typer.Option(3e-3, "--lr", help="Learning rate of the head and adapters."),
+    backbone_lr: float = typer.Option(3e-4, "--backbone-lr", help="Learning rate of pretrained weights."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Windows (histories) per step."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/finetune-TASK-MODE)."),
+    data_dir: str | None = DataDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fine-tune a pretrained sequence model for CTR or rating; validation picks the epoch, test once."""
+    from foundrec.models.heads import HeadConfig
+    from foundrec.task_run import finetune_run, load_task
+    from foundrec.train.finetune import FinetuneConfig
+
+    out = out or Path("runs") / f"finetune-{task}-{'scratch' if scratch else mode}"
+    try:
+        if scratch and mode != "full":
+            raise FoundrecError("--scratch trains every weight; use it with --mode full")
+        rows, item_ids = load_task(DataConfig(dataset=data, data_dir=data_dir), protocol)
+        head = HeadConfig(task=task, mode=mode)
+        ft = FinetuneConfig(lr=lr, backbone_lr=backbone_lr, epochs=epochs, batch_size=batch_size, seed=seed)
+
+        def on_model(m: Any) -> None:
+            trainable, total = m.parameters_count()
+            console.print(f"parameters: {trainable:,} trainable of {total:,} ({trainable / total:.1%})")
+
+        def on_epoch(log: Any, total: int) -> None:
+            console.print(f"epoch {log.epoch}/{total} loss {log.loss:.4f} valid {log.valid:.4f}")
+
+        metrics = finetune_run(
+            pretrained_run, rows, item_ids, head, ft, shots, scratch, out=out,
+            on_model=on_model, on_epoch=on_epoch,
+        )
+    except FoundrecError as exc:
+        _fail(exc)
+    metrics.pop("curve")
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table(title=f"{metrics['model']} {task} on {data} ({protocol}): {out}")
+    table.add_column("metric")
+    table.add_column("valid", justify="right")
+    table.add_column("test", justify="right")
+    for key, value in metrics["test"].items():
+        table.add_row(key, f"{metrics['valid'][key]:.4f}", f"{value:.4f}")
+    Console().print(table)
+
+
 def _report(metrics: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(metrics, indent=2))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundrec.errors import FoundrecError
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class Settings(BaseModel):
@@ -77,6 +79,40 @@ class RunConfig(Settings):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class ModelSpec(Settings):
+    """One model of a pipeline: its registry name and hyperparameters."""
+
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FusionSettings(Settings):
+    methods: list[str] = Field(default_factory=lambda: ["weighted", "rrf", "borda", "vote", "stack"])
+    candidates: int = 200  # each member's top-N per user; fusion never needs a dense score matrix
+
+
+class PipelineConfig(Settings):
+    """`foundrec pipeline CONFIG.toml`: data -> pretrain -> baselines -> fuse -> evaluate -> report -> bundle."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    pretrain: ModelSpec = Field(default_factory=lambda: ModelSpec(model="sasrec"))
+    baselines: dict[str, ModelSpec] = Field(default_factory=dict)  # member name -> model
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+
+    def run_config(self, spec: ModelSpec) -> RunConfig:
+        return RunConfig(
+            model=spec.model,
+            params=spec.params,
+            data=self.data,
+            split=self.split,
+            eval=self.eval,
+            train=self.train,
+        )
+
+
 def parse_value(text: str) -> Any:
     """A TOML literal (number, bool, list, quoted string) or, failing that, the bare string."""
     try:
@@ -85,13 +121,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: list[str], shorthand: bool = True) -> dict[str, Any]:
     """Set dotted keys (`params.dim=64`, `data.kcore=5`) in a nested dict; `model.X` means `params.X`."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise FoundrecError(f"--set expects key=value, got {item!r}")
-        if key.strip().startswith("model."):
+        if shorthand and key.strip().startswith("model."):
             key = "params." + key.strip().removeprefix("model.")
         node = raw
         *parents, leaf = key.strip().split(".")
@@ -105,20 +141,34 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None, **base: Any) -> RunConfig:
     """Defaults, then the TOML file, then `base` (CLI options), then `--set` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise FoundrecError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise FoundrecError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = _read_toml(path)
     for dotted, value in base.items():
         if value is not None:
             apply_overrides(raw, [f"{dotted.replace('__', '.')}={json.dumps(value)}"])
     apply_overrides(raw, overrides or [])
+    return _validate(RunConfig, raw)
+
+
+def load_pipeline_config(path: Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """A pipeline TOML with `--set` overrides (`pretrain.params.dim=128`, `train.seed=1`)."""
+    # no `model.X` shorthand here: a pipeline has several models
+    return _validate(PipelineConfig, apply_overrides(_read_toml(path), overrides or [], shorthand=False))
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
     try:
-        return RunConfig.model_validate(raw)
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FoundrecError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FoundrecError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _validate(cls: type[T], raw: dict[str, Any]) -> T:
+    try:
+        return cls.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise FoundrecError(f"invalid configuration: {problems}") from None

@@ -168,6 +168,7 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
             "cold": f"users with at most {p.evaluator.cold_max_history} history items",
         },
         "data": {"source": p.data.source, **p.data.interactions.stats()},
+        "data_window": p.split.time_window(),  # what `foundrec finetune` checks against a test period
         "valid": valid,
         "test": test,
         "eval_seconds": time.perf_counter() - middle,

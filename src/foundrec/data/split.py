@@ -39,6 +39,15 @@ class Split:
         """Training interactions per item: the popularity that defines the long tail."""
         return np.bincount(self.train.items, minlength=self.n_items)
 
+    def time_window(self) -> dict[str, float] | None:
+        """The last event time a model trained on this split learns from (train) and is selected on
+        (validation); fine-tuning checks it against a task's test period. None without timestamps."""
+        parts = (self.train, self.valid.history, self.valid.targets)
+        if any(p.timestamps is None for p in parts):
+            return None
+        last = [float(p.timestamps.max(initial=-np.inf)) for p in parts]
+        return {"train_last_timestamp": last[0], "valid_last_timestamp": max(last)}
+
 
 def leave_one_out(data: Interactions) -> Split:
     """Last item is the test target, second-to-last the validation target; users with < 3 items only train."""

@@ -43,7 +43,10 @@ class FullRankingEvaluator:
         return torch.from_numpy(tail)
 
     @torch.no_grad()
-    def evaluate(self, model: Recommender, data: EvalSet) -> dict[str, float]:
+    def evaluate(
+        self, model: Recommender, data: EvalSet, on_top: Callable[[torch.Tensor], None] | None = None
+    ) -> dict[str, float]:
+        """Metrics over `data`; `on_top` sees each block's [users, max(ks)] top items (for reports)."""
         n_items = len(self.item_counts)
         covered = {k: torch.zeros(n_items, dtype=torch.bool) for k in self.ks}
         ranks, rows = [], []
@@ -62,6 +65,8 @@ class FullRankingEvaluator:
             ranks.append(target_ranks(scores, targets.row_ids(), targets.items, fast=self.compile))
             rows.append(targets.row_ids() + start)
             top = top_items(scores, min(max(self.ks), n_items))
+            if on_top is not None:
+                on_top(top)
             for k in self.ks:
                 covered[k][top[:, :k].flatten()] = True
         # Metrics once over all targets: per-block metric code costs more than the ranking itself.

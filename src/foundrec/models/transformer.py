@@ -146,11 +146,17 @@ class SequenceTransformer(nn.Module):
         self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T), right-padded -> hidden states (B, T, dim)."""
+    def forward(self, tokens: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T), right-padded -> hidden states (B, T, dim).
+
+        `extra` (B, T, dim) is added to the input embeddings: fine-tuning feeds per-event signals
+        (a like/dislike embedding) through the pretrained blocks this way.
+        """
         x = self.items(tokens) * math.sqrt(self.cfg.dim) + self.pos(
             torch.arange(tokens.shape[1], device=tokens.device)
         )
+        if extra is not None:
+            x = x + extra
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)

@@ -1,0 +1,211 @@
+"""`foundrec pipeline`: the stages of one job, each writing into its own folder of the run.
+
+data -> pretrain -> baselines -> fuse -> evaluate -> report -> bundle. A stage is done when
+`stages/NAME.done.json` holds the fingerprint of its inputs (its settings and the fingerprints of the
+stages it reads). A rerun skips done stages whose fingerprint still matches, redoes those whose inputs
+changed, and lets an interrupted stage resume from what it left (pretraining from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foundrec.config import ModelSpec, PipelineConfig
+from foundrec.errors import FoundrecError
+from foundrec.experiment import Prepared, prepare, train_run
+from foundrec.train.early_stopping import EpochLog
+
+STAGES = ("data", "pretrain", "baselines", "fuse", "evaluate", "report", "bundle")
+
+
+def fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageRunner:
+    """Runs a stage unless its folder already holds a finished result for the same inputs."""
+
+    out: Path
+    restart_from: str | None = None
+    log: Callable[[str], None] = print
+    done: dict[str, str] = field(default_factory=dict)  # stage -> fingerprint, for downstream inputs
+
+    def run(
+        self, name: str, inputs: dict[str, Any], work: Callable[[Path], dict[str, Any]]
+    ) -> dict[str, Any]:
+        folder = self.out / name
+        stem = str(self.out / "stages" / name.replace("/", "-"))
+        marker, started = Path(stem + ".done.json"), Path(stem + ".inputs.json")
+        key = fingerprint(inputs)
+        if self._forced(name) or (started.is_file() and json.loads(started.read_text())["key"] != key):
+            shutil.rmtree(folder, ignore_errors=True)  # inputs changed: what is there is stale
+            marker.unlink(missing_ok=True)
+            started.unlink(missing_ok=True)
+        if marker.is_file():
+            self.log(f"{name}: done, inputs unchanged (skipped)")
+            self.done[name] = key
+            return json.loads(marker.read_text())["result"]
+        resuming = started.is_file()
+        started.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        started.write_text(json.dumps({"key": key, "inputs": inputs}, indent=2, default=str))
+        self.log(f"{name}: {'resuming' if resuming else 'running'}")
+        start = time.perf_counter()
+        result = work(folder)
+        marker.write_text(json.dumps({"key": key, "seconds": time.perf_counter() - start, "result": result}))
+        self.done[name] = key
+        return result
+
+    def _forced(self, name: str) -> bool:
+        if self.restart_from is None:
+            return False
+        stage = name.split("/")[0]
+        return STAGES.index(stage) >= STAGES.index(self.restart_from)
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    out: Path,
+    restart_from: str | None = None,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[str, EpochLog, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every stage; returns the run's summary (the root metrics.json)."""
+    if restart_from is not None and restart_from not in STAGES:
+        raise FoundrecError(f"unknown stage {restart_from!r}; stages: {', '.join(STAGES)}")
+    if cfg.pretrain.model in cfg.baselines:
+        raise FoundrecError("a baseline may not be named like the pretrained model's stage")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
+    runner = StageRunner(out, restart_from, log)
+    prepared: list[Prepared] = []  # loaded once, only when a stage needs it
+
+    def data() -> Prepared:
+        if not prepared:
+            prepared.append(prepare(cfg.run_config(cfg.pretrain)))
+        return prepared[0]
+
+    runner.run(
+        "data",
+        {"data": cfg.data.model_dump(), "split": cfg.split.model_dump(), "source": _source_stamp(cfg)},
+        lambda f: _data(data(), f),
+    )
+    members = {"pretrain": cfg.pretrain} | {f"baselines/{n}": spec for n, spec in cfg.baselines.items()}
+    for name, spec in members.items():
+        inputs = {"data": runner.done["data"], "run": cfg.run_config(spec).model_dump()}
+        runner.run(name, inputs, _trainer(cfg, spec, data, name, on_epoch))
+    member_dirs = {_member_name(name, cfg): out / name for name in members}
+    upstream = {name: runner.done[name] for name in members}
+    runner.run("evaluate", upstream, lambda folder: _evaluate(member_dirs, {}, data(), folder))
+    runner.run(
+        "report",
+        {"evaluate": runner.done["evaluate"]},
+        lambda folder: _report(out, folder, cfg.data.dataset or str(cfg.data.path)),
+    )
+    runner.run(
+        "bundle", {"pretrain": runner.done["pretrain"]}, lambda folder: _bundle(out / "pretrain", folder)
+    )
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _member_name(stage: str, cfg: PipelineConfig) -> str:
+    return cfg.pretrain.model if stage == "pretrain" else stage.split("/", 1)[1]
+
+
+def _source_stamp(cfg: PipelineConfig) -> dict[str, Any]:
+    """Size and modification time of the data file, so a changed log reruns everything after it."""
+    from foundrec.data.datasets import source_for
+
+    if cfg.data.dataset == "synthetic":
+        return {"synthetic": cfg.data.synthetic}
+    path = Path(source_for(cfg.data)[0].path)
+    if not path.is_file():
+        raise FoundrecError(f"data file not found: {path}; set data.data_dir or FOUNDREC_DATA")
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _data(p: Prepared, folder: Path) -> dict[str, Any]:
+    facts = {"source": p.data.source, **p.data.interactions.stats(), "protocol": p.split.protocol}
+    (folder / "stats.json").write_text(json.dumps(facts, indent=2, default=str))
+    return facts
+
+
+def _trainer(
+    cfg: PipelineConfig,
+    spec: ModelSpec,
+    data: Callable[[], Prepared],
+    name: str,
+    on_epoch: Callable[[str, EpochLog, int], None] | None,
+) -> Callable[[Path], dict[str, Any]]:
+    def work(folder: Path) -> dict[str, Any]:
+        callback = (lambda e, total: on_epoch(name, e, total)) if on_epoch else None
+        metrics = train_run(cfg.run_config(spec), folder, on_epoch=callback, prepared=data())
+        return {"valid_ndcg@10": metrics["valid"]["ndcg@10"], "test_ndcg@10": metrics["test"]["ndcg@10"]}
+
+    return work
+
+
+def _evaluate(models: dict[str, Path], fusions: dict[str, Path], p: Prepared, folder: Path) -> dict[str, Any]:
+    """Gather every result and rank the test users once more per model for its popularity profile."""
+    from foundrec.eval.popularity import interaction_shares, recommended_popularity
+    from foundrec.models import Recommender
+
+    k = min(10, max(p.evaluator.ks))
+    results = {}
+    for group, dirs in (("models", models), ("fusions", fusions)):
+        results[group] = {}
+        for name, run_dir in dirs.items():
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            epochs = run_dir / "epochs.json"
+            model = Recommender.load(run_dir / "model")
+            results[group][name] = {
+                "valid": metrics["valid"],
+                "test": metrics["test"],
+                "kind": metrics.get("model", ""),
+                "epochs": json.loads(epochs.read_text()) if epochs.is_file() else [],
+                "popularity": recommended_popularity(p.evaluator, model, p.split.test, k),
+                "params": metrics.get("params"),
+                "train_seconds": metrics.get("train_seconds"),
+            }
+    results.update(
+        popularity_k=k,
+        catalogue_popularity=interaction_shares(p.evaluator.item_counts),
+        data={"source": p.data.source, **p.data.interactions.stats()},
+        protocol=metrics["protocol"],
+    )
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    return {"models": list(models), "fusions": list(fusions)}
+
+
+def _report(out: Path, folder: Path, title: str) -> dict[str, Any]:
+    """report.html, metrics.json and summary.md in report/; the last two also at the run's root."""
+    from foundrec.eval.report import ModelResult, ReportInput, write_report
+
+    results = json.loads((out / "evaluate" / "results.json").read_text())
+    inputs = ReportInput(
+        title=f"foundrec pipeline: {title}",
+        models={n: ModelResult(**r) for n, r in results.pop("models").items()},
+        fusions={n: ModelResult(**r) for n, r in results.pop("fusions").items()},
+        **results,
+    )
+    paths = write_report(folder, inputs)
+    for key in ("metrics", "summary"):
+        shutil.copyfile(paths[key], out / paths[key].name)
+    return {"html": str(paths["html"])}
+
+
+def _bundle(run_dir: Path, folder: Path) -> dict[str, Any]:
+    from foundrec.serve.bundle import export_bundle
+
+    export_bundle(run_dir, folder)
+    return {"manifest": json.loads((folder / "manifest.json").read_text())}
