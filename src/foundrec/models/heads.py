@@ -1,0 +1,207 @@
+"""CTR and rating heads on the sequence backbone: history (+ like/dislike) -> user state, with the candidate.
+
+The user state is the backbone's hidden state after the last history event; the candidate is embedded by
+the backbone's own item encoder (shared with pretraining), so a pretrained model starts with a learned
+notion of which items follow a history. Side features (demographics, genres, year) are embedded per field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foundrec.data.labeled import PAD_FEEDBACK, LabeledBatch, SideFeatures
+from foundrec.errors import FoundrecError
+from foundrec.models.adapters import count_parameters, prepare_backbone
+from foundrec.models.transformer import SequenceTransformer, TransformerConfig
+
+TASKS = ("ctr", "rating")
+
+
+class SideEncoder(nn.Module):
+    """One embedding per categorical field (age group, gender, occupation, year group) + a genre projection.
+
+    The side tables are buffers, so a saved head carries them and needs no data files to predict.
+    """
+
+    def __init__(self, side: SideFeatures, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("user_table", torch.as_tensor(side.user))
+        self.register_buffer("item_year", torch.as_tensor(side.item_year))
+        self.register_buffer("item_genres", torch.as_tensor(side.item_genres))
+        self.user_fields = nn.ModuleList(nn.Embedding(c, dim) for c in side.user_cards)
+        self.year = nn.Embedding(side.year_card, dim)
+        self.genres = nn.Linear(side.item_genres.shape[1], dim, bias=False)
+        self.out_dim = (len(side.user_cards) + 2) * dim
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        fields = self.user_table[users]  # (N, 3)
+        parts = [emb(fields[:, i]) for i, emb in enumerate(self.user_fields)]
+        parts += [self.year(self.item_year[items]), self.genres(self.item_genres[items])]
+        return torch.cat(parts, dim=-1)  # (N, out_dim)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    task: str = "ctr"  # "ctr": BCE on like (rating > 3); "rating": MSE on the rating
+    mode: str = "full"  # full | lora | adapter | probe (models/adapters.py)
+    hidden: int = 64
+    side_dim: int = 8
+    dropout: float = 0.1
+    feedback: bool = True  # add a like/dislike embedding to each history event
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    bottleneck: int = 8
+
+
+class TaskNetwork(nn.Module):
+    def __init__(
+        self, backbone: SequenceTransformer, side: SideFeatures, cfg: HeadConfig, offset: float
+    ) -> None:
+        super().__init__()
+        dim = backbone.cfg.dim
+        self.backbone = backbone
+        self.feedback = nn.Embedding(PAD_FEEDBACK + 1, dim) if cfg.feedback else None
+        if self.feedback is not None:
+            nn.init.zeros_(self.feedback.weight)  # the pretrained input is unchanged at the start
+        self.side = SideEncoder(side, cfg.side_dim)
+        n_users, n_items = side.user.shape[0], backbone.items.ids.num_embeddings - 1
+        # Per-user and per-item biases: what a rating's sign depends on most (logistic regression's ids).
+        self.user_bias, self.item_bias = nn.Embedding(n_users, 1), nn.Embedding(n_items, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        width = 3 * dim + self.side.out_dim
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, 1),
+        )
+        self.register_buffer("offset", torch.tensor(float(offset)))  # mean rating or base-rate logit
+
+    def forward(self, batch: LabeledBatch) -> torch.Tensor:
+        """Logits (ctr) or ratings, (N,)."""
+        extra = None if self.feedback is None else self.feedback(batch.feedback)  # (B, T, dim)
+        hidden = self.backbone(batch.tokens, extra)  # (B, T, dim)
+        h = F.normalize(hidden[batch.row, batch.position], dim=-1)  # (N, dim)
+        e = F.normalize(self.backbone.items(batch.items), dim=-1)  # (N, dim); cosine, as in pretraining
+        x = torch.cat([h, e, h * e, self.side(batch.users, batch.items)], dim=-1)
+        bias = self.user_bias(batch.users).squeeze(-1) + self.item_bias(batch.items).squeeze(-1)
+        return self.mlp(x).squeeze(-1) + bias + self.offset
+
+
+class SequenceTaskModel:
+    """A CTR or rating model on a (pretrained or fresh) backbone; trained by train/finetune.py.
+
+    `build` takes the backbone and marks which of its weights are pretrained: those get the smaller
+    learning rate in `param_groups`, everything new (head, LoRA, adapters, feedback) the head's.
+    """
+
+    name = "sequence-head"
+
+    def __init__(self, config: HeadConfig | None = None) -> None:
+        self.config = config or HeadConfig()
+
+    def build(
+        self, backbone: SequenceTransformer, side: SideFeatures, train_target_mean: float, pretrained: bool
+    ) -> SequenceTaskModel:
+        cfg = self.config
+        if cfg.task not in TASKS:
+            raise FoundrecError(f"unknown task {cfg.task!r}; choose ctr or rating")
+        old = {id(p) for p in backbone.parameters()} if pretrained else set()
+        prepare_backbone(backbone, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.bottleneck)
+        if cfg.task == "ctr":
+            p = min(max(train_target_mean, 1e-3), 1 - 1e-3)
+            offset = float(np.log(p / (1 - p)))
+        else:
+            offset = train_target_mean
+        self.network_ = TaskNetwork(backbone, side, cfg, offset)
+        self.pretrained_ids_ = old
+        return self
+
+    def param_groups(self, lr: float, backbone_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        trainable = [p for p in self.network_.parameters() if p.requires_grad]
+        pretrained = [p for p in trainable if id(p) in self.pretrained_ids_]
+        new = [p for p in trainable if id(p) not in self.pretrained_ids_]
+        return [
+            {"params": pretrained, "lr": backbone_lr, "weight_decay": weight_decay},
+            {"params": new, "lr": lr, "weight_decay": weight_decay},
+        ]
+
+    def loss(self, batch: LabeledBatch) -> torch.Tensor:
+        out = self.network_(batch)
+        if self.config.task == "ctr":
+            return F.binary_cross_entropy_with_logits(out, batch.labels)
+        return F.mse_loss(out, batch.ratings)
+
+    @torch.no_grad()
+    def predict(self, batch: LabeledBatch) -> torch.Tensor:
+        """P(like) for ctr, the rating (clipped to 1..5) for rating; (N,)."""
+        self.network_.eval()
+        out = self.network_(batch)
+        return torch.sigmoid(out) if self.config.task == "ctr" else out.clamp(1.0, 5.0)
+
+    def predict_proba(self, batch: LabeledBatch) -> torch.Tensor:
+        if self.config.task != "ctr":
+            raise FoundrecError("predict_proba needs a ctr head; use predict for ratings")
+        return self.predict(batch)
+
+    def train(self, mode: bool = True) -> None:
+        self.network_.train(mode)
+
+    def parameters_count(self) -> tuple[int, int]:
+        return count_parameters(self.network_)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.network_.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.network_.load_state_dict(state)
+
+    def save(self, path: Path) -> None:
+        """model.json (head config, backbone config, shapes) + tensors.pt; no pickled code."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        backbone = self.network_.backbone
+        side = self.network_.side
+        meta = {
+            "n_items": backbone.items.ids.num_embeddings - 1,
+            "backbone": asdict(backbone.cfg),
+            "user_cards": [e.num_embeddings for e in side.user_fields],
+            "n_users": side.user_table.shape[0],
+            "n_genres": side.item_genres.shape[1],
+        }
+        spec = {"model": self.name, "head": asdict(self.config), "meta": meta}
+        (path / "model.json").write_text(json.dumps(spec, indent=2))
+        torch.save(self.state_dict(), path / "tensors.pt")
+
+    @classmethod
+    def load(cls, path: Path) -> SequenceTaskModel:
+        path = Path(path)
+        if not (path / "model.json").is_file():
+            raise FoundrecError(f"no saved head in {path} (model.json missing)")
+        spec = json.loads((path / "model.json").read_text())
+        meta = spec["meta"]
+        state = torch.load(path / "tensors.pt", weights_only=True, map_location="cpu")
+        text = state.get("backbone.items.text")
+        cfg = TransformerConfig(**meta["backbone"])
+        backbone = SequenceTransformer(meta["n_items"], cfg, None if text is None else text[:-1])
+        n_items = meta["n_items"]
+        side = SideFeatures(
+            np.zeros((meta["n_users"], 3), dtype=np.int64),
+            tuple(meta["user_cards"]),
+            np.zeros(n_items, dtype=np.int64),
+            np.zeros((n_items, meta["n_genres"]), dtype=np.float32),
+        )
+        model = cls(HeadConfig(**spec["head"])).build(backbone, side, 0.5, pretrained=False)
+        model.load_state_dict(state)  # side tables and offset are buffers: restored here
+        model.network_.eval()
+        return model

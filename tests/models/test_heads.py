@@ -1,0 +1,119 @@
+"""Heads and fine-tuning modes: LoRA keeps base weights, trainable counts, adapters start as identity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from foundrec.data.labeled import TaskData, make_batch, row_windows
+from foundrec.models.adapters import LoRALinear, count_parameters
+from foundrec.models.heads import HeadConfig, SequenceTaskModel
+from foundrec.models.transformer import SequenceTransformer, preset
+
+CFG = preset("tiny", dim=16, dropout=0.0)
+
+
+def model_for(data: TaskData, mode: str, seed: int = 0, **head: object) -> SequenceTaskModel:
+    torch.manual_seed(seed)
+    backbone = SequenceTransformer(data.events.n_items, CFG)
+    return SequenceTaskModel(HeadConfig(mode=mode, dropout=0.0, **head)).build(
+        backbone, data.side, 0.55, pretrained=True
+    )
+
+
+def batch_of(task: TaskData, n: int = 64):
+    return make_batch(task.events, row_windows(task.events, task.train[:n], 20), np.arange(n))
+
+
+def backbone_state(model: SequenceTaskModel) -> dict[str, torch.Tensor]:
+    return {
+        k: v.clone()
+        for k, v in model.network_.backbone.state_dict().items()
+        if "lora_" not in k and ".adapter." not in k
+    }
+
+
+def train_steps(model: SequenceTaskModel, batch, steps: int = 5) -> None:
+    groups = [g for g in model.param_groups(1e-2, 1e-2, 0.0) if g["params"]]
+    opt = torch.optim.AdamW(groups)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("mode", ["lora", "adapter", "probe"])
+def test_frozen_modes_leave_the_pretrained_weights_unchanged(rated_task: TaskData, mode: str) -> None:
+    model, batch = model_for(rated_task, mode), batch_of(rated_task)
+    before = backbone_state(model)
+    head_before = model.network_.mlp[1].weight.clone()
+    train_steps(model, batch)
+    after = backbone_state(model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(head_before, model.network_.mlp[1].weight)  # the head did train
+
+
+def test_full_mode_changes_the_backbone(rated_task: TaskData) -> None:
+    model, batch = model_for(rated_task, "full"), batch_of(rated_task)
+    before = backbone_state(model)
+    train_steps(model, batch)
+    assert not torch.equal(
+        before["blocks.0.attn.qkv.weight"], model.network_.backbone.blocks[0].attn.qkv.weight
+    )
+
+
+@pytest.mark.parametrize("mode", ["lora", "adapter"])
+def test_added_modules_start_as_the_identity(rated_task: TaskData, mode: str) -> None:
+    plain, adapted = model_for(rated_task, "probe"), model_for(rated_task, mode)
+    state = adapted.network_.state_dict()
+    shared = {k: v for k, v in plain.network_.state_dict().items() if k in state}
+    assert len(shared) < len(state)  # the added modules are not in the plain network
+    adapted.network_.load_state_dict(shared, strict=False)  # same head and (seeded) backbone
+    batch = batch_of(rated_task)
+    assert torch.allclose(plain.predict(batch), adapted.predict(batch), atol=1e-6)
+
+
+def test_trainable_parameter_counts(rated_task: TaskData) -> None:
+    probe, lora, full = (model_for(rated_task, m) for m in ("probe", "lora", "full"))
+    head = count_parameters(probe.network_)[0]
+    backbone_total = count_parameters(full.network_.backbone)[1]
+    assert count_parameters(full.network_)[0] == head + backbone_total
+    assert count_parameters(probe.network_.backbone)[0] == 0
+    # tiny: 1 block with qkv (16->48), proj (16->16), ffn (16->64, 64->16); rank 4
+    lora_params = 4 * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16))
+    assert count_parameters(lora.network_)[0] == head + lora_params
+    linears = [m for m in lora.network_.backbone.modules() if isinstance(m, LoRALinear)]
+    assert len(linears) == 4
+
+
+def test_pretrained_weights_get_the_smaller_learning_rate(rated_task: TaskData) -> None:
+    groups = model_for(rated_task, "full").param_groups(1e-3, 1e-4, 0.0)
+    backbone = {id(p) for p in groups[0]["params"]}
+    assert groups[0]["lr"] == 1e-4 and groups[1]["lr"] == 1e-3
+    assert {id(p) for p in model_for(rated_task, "full").network_.backbone.parameters()}.isdisjoint(
+        {id(p) for p in groups[1]["params"]}
+    )
+    assert len(backbone) == len(list(model_for(rated_task, "full").network_.backbone.parameters()))
+
+
+def test_save_load_round_trip(rated_task: TaskData, tmp_path) -> None:
+    model, batch = model_for(rated_task, "lora", task="ctr"), batch_of(rated_task)
+    train_steps(model, batch, 2)
+    model.save(tmp_path / "head")
+    loaded = SequenceTaskModel.load(tmp_path / "head")
+    probs = loaded.predict_proba(batch)
+    assert torch.allclose(model.predict_proba(batch), probs, atol=1e-6)
+    assert ((probs > 0) & (probs < 1)).all()
+
+
+def test_rating_head_predicts_ratings(rated_task: TaskData) -> None:
+    model = model_for(rated_task, "full", task="rating")
+    model.network_.offset.fill_(3.5)
+    batch = batch_of(rated_task)
+    pred = model.predict(batch)
+    assert pred.shape == (64,) and ((pred >= 1) & (pred <= 5)).all()
+    train_steps(model, batch, 20)
+    assert model.loss(batch) < torch.nn.functional.mse_loss(torch.full((64,), 3.5), batch.ratings)
