@@ -39,6 +39,16 @@ def test_train_writes_metrics_contract_and_evaluate_reproduces_it(tmp_path) -> N
     assert json.loads(again.stdout)["test"] == metrics["test"]
 
 
+def test_the_config_files_dataset_stands_without_data_option(tmp_path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\ndataset = "synthetic"\n[data.synthetic]\nusers = 200\nitems = 100\n')
+    result = runner.invoke(
+        app, ["train", "pop", "--config", str(config), "--out", str(tmp_path / "r"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["source"].startswith("synthetic")
+
+
 def test_train_from_a_csv_path_with_column_mapping(tmp_path) -> None:
     rows = ["uid,iid,ts"] + [f"u{u},i{(u * 7 + t) % 40},{t}" for u in range(60) for t in range(8)]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")

@@ -39,7 +39,7 @@ def _fail(exc: FoundrecError) -> None:
 
 
 def _data_config(
-    data: str,
+    data: str | None,
     data_dir: str | None,
     fmt: str | None,
     delimiter: str | None,
@@ -53,7 +53,9 @@ def _data_config(
     from foundrec.data.datasets import REGISTRY
 
     base: dict[str, Any] = {"data__data_dir": data_dir}
-    if data in REGISTRY or data == "synthetic":
+    if data is None:  # the config file's dataset stands
+        pass
+    elif data in REGISTRY or data == "synthetic":
         base["data__dataset"] = data
     else:
         base["data__path"] = data
@@ -151,7 +153,9 @@ def data_download(
 @app.command()
 def train(
     model: str = typer.Argument(..., help="pop, itemknn, bpr, mlp, sasrec or hstu."),
-    data: str = typer.Option("beauty", "--data", help="Registry name or a file path."),
+    data: str | None = typer.Option(
+        None, "--data", help="Registry name or a file path (default: the config's dataset, else beauty)."
+    ),
     split: str | None = typer.Option(None, "--split", help="loo (default) or temporal."),
     config: Path | None = typer.Option(None, help="TOML config file."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting: params.dim=64, train.seed=1, ..."),
@@ -179,7 +183,9 @@ def train(
                 data, data_dir, fmt, delimiter, user_col, item_col, time_col, rating_col, no_header
             ),
         )
-        out = out or Path("runs") / f"{cfg.model}-{Path(data).stem}"
+        if cfg.data.dataset is None and cfg.data.path is None:
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": "beauty"})})
+        out = out or Path("runs") / f"{cfg.model}-{cfg.data.dataset or Path(str(cfg.data.path)).stem}"
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -204,7 +210,7 @@ def train(
             metrics = train_run(cfg, out, on_epoch=on_epoch, on_model=on_model)
     except FoundrecError as exc:
         _fail(exc)
-    _report(metrics, as_json, f"{cfg.model} on {data}: {out}")
+    _report(metrics, as_json, f"{cfg.model} on {cfg.data.dataset or cfg.data.path}: {out}")
 
 
 @app.command()
@@ -423,8 +429,16 @@ def finetune(
             console.print(f"epoch {log.epoch}/{total} loss {log.loss:.4f} valid {log.valid:.4f}")
 
         metrics = finetune_run(
-            pretrained_run, rows, item_ids, head, ft, shots, scratch, out=out,
-            on_model=on_model, on_epoch=on_epoch,
+            pretrained_run,
+            rows,
+            item_ids,
+            head,
+            ft,
+            shots,
+            scratch,
+            out=out,
+            on_model=on_model,
+            on_epoch=on_epoch,
         )
     except FoundrecError as exc:
         _fail(exc)
