@@ -15,6 +15,7 @@ import torch
 
 from foundrec.config import load_pipeline_config
 from foundrec.errors import FoundrecError
+from foundrec.fusion import load_model
 from foundrec.pipeline import run_pipeline
 
 CONFIG = """
@@ -33,6 +34,9 @@ size = "tiny"
 epochs = {epochs}
 [baselines.pop]
 model = "pop"
+[fusion]
+methods = ["weighted", "rrf"]
+candidates = 50
 """
 
 
@@ -46,7 +50,13 @@ def test_rerun_skips_done_stages_and_redoes_changed_ones(tmp_path: Path) -> None
     config = write_config(tmp_path)
     logs: list[str] = []
     first = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=logs.append)
-    assert {"sasrec", "pop"} <= set(first["models"])
+    assert set(first["models"]) == {"sasrec", "pop"} and set(first["fusions"]) == {"weighted", "rrf"}
+    assert first["best_single"] in first["models"]
+    run = tmp_path / "run"
+    for produced in ("report/report.html", "summary.md", "bundle/manifest.json", "fuse/weighted/model.json"):
+        assert (run / produced).is_file(), produced
+    fused = load_model(run / "fuse" / "weighted")
+    assert [m.name for m in fused.members] == ["sasrec", "pop"]
     logs.clear()
     again = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=logs.append)
     assert again["models"] == first["models"]

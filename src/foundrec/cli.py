@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from foundrec.config import ColumnMap, DataConfig, RunConfig, load_config
+from foundrec.config import DataConfig, RunConfig, load_config
 from foundrec.errors import FoundrecError
 
 app = typer.Typer(
@@ -230,31 +230,37 @@ def evaluate(
 @app.command()
 def demo(
     data_dir: str | None = DataDirOpt,
-    out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's runs."),
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder of the demo's pipeline."),
 ) -> None:
-    """The main job end to end on an embedded default: the baselines on Beauty (synthetic if absent)."""
+    """The main job end to end, small: a pipeline on Beauty (synthetic data if Beauty is absent)."""
+    from foundrec.config import FusionSettings, ModelSpec, PipelineConfig
     from foundrec.data.datasets import REGISTRY
     from foundrec.data.datasets import data_dir as resolve_dir
-    from foundrec.experiment import prepare, train_run
+    from foundrec.pipeline import run_pipeline
 
     have_beauty = (resolve_dir(data_dir) / REGISTRY["beauty"].path).is_file()
     dataset = "beauty" if have_beauty else "synthetic"
     console.print(
-        f"demo on [bold]{dataset}[/]" + ("" if have_beauty else " (Beauty not found in the data folder)")
+        f"demo pipeline on [bold]{dataset}[/]"
+        + ("" if have_beauty else " (Beauty not found in the data folder; see `foundrec data download`)")
     )
-    rows = []
+    synthetic = {} if have_beauty else {"users": 3000, "items": 1000}
+    cfg = PipelineConfig(
+        data=DataConfig(dataset=dataset, data_dir=data_dir, synthetic=synthetic),
+        pretrain=ModelSpec(model="sasrec", params={"epochs": 6}),  # a short run: the full recipe is configs/
+        baselines={
+            "pop": ModelSpec(model="pop"),
+            "itemknn": ModelSpec(model="itemknn"),
+            "bpr": ModelSpec(model="bpr", params={"epochs": 10}),
+        },
+        fusion=FusionSettings(methods=["weighted", "rrf", "voting"], candidates=100),
+    )
     try:
-        base = RunConfig(data=DataConfig(dataset=dataset, data_dir=data_dir, columns=ColumnMap()))
-        prepared = prepare(base)
-        plans = {"pop": {}, "itemknn": {}, "bpr": {}}  # the MLP scores the catalogue pairwise: too slow here
-        for name, params in plans.items():
-            cfg = base.model_copy(update={"model": name, "params": params})
-            console.print(f"training {name} ...")
-            metrics = train_run(cfg, out / name, prepared=prepared)
-            rows.append(metrics)
+        run_pipeline(cfg, out, log=lambda m: console.print(m, highlight=False))
     except FoundrecError as exc:
         _fail(exc)
-    _table(rows, f"test metrics, {dataset}, leave-one-out, full ranking")
+    print((out / "summary.md").read_text())
+    console.print(f"[green]report[/] {out / 'report' / 'report.html'}  [green]bundle[/] {out / 'bundle'}")
 
 
 @app.command()
@@ -404,6 +410,10 @@ def finetune(
     lr: float = typer.Option(3e-3, "--lr", help="Learning rate of the head and adapters."),
     backbone_lr: float = typer.Option(3e-4, "--backbone-lr", help="Learning rate of pretrained weights."),
     batch_size: int = typer.Option(64, "--batch-size", help="Windows (histories) per step."),
+    prior: bool = typer.Option(
+        False, "--prior", help="Add the 3-weight path on pretrained signals (for few labels)."
+    ),
+    min_epochs: int = typer.Option(0, "--min-epochs", help="No early stop before this epoch."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/finetune-TASK-MODE)."),
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
@@ -418,8 +428,15 @@ def finetune(
         if scratch and mode != "full":
             raise FoundrecError("--scratch trains every weight; use it with --mode full")
         rows, item_ids = load_task(DataConfig(dataset=data, data_dir=data_dir), protocol)
-        head = HeadConfig(task=task, mode=mode)
-        ft = FinetuneConfig(lr=lr, backbone_lr=backbone_lr, epochs=epochs, batch_size=batch_size, seed=seed)
+        head = HeadConfig(task=task, mode=mode, prior=prior)
+        ft = FinetuneConfig(
+            lr=lr,
+            backbone_lr=backbone_lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            min_epochs=min_epochs,
+        )
 
         def on_model(m: Any) -> None:
             trainable, total = m.parameters_count()

@@ -87,12 +87,13 @@ class ModelSpec(Settings):
 
 
 class FusionSettings(Settings):
-    methods: list[str] = Field(default_factory=lambda: ["weighted", "rrf", "borda", "vote", "stack"])
+    methods: list[str] = Field(default_factory=lambda: ["weighted", "rrf", "borda", "voting", "stacking"])
     candidates: int = 200  # each member's top-N per user; fusion never needs a dense score matrix
+    normalization: Literal["minmax", "rank", "zscore"] = "minmax"  # per-user, for weighted fusion
 
 
 class PipelineConfig(Settings):
-    """`foundrec pipeline CONFIG.toml`: data -> pretrain -> baselines -> fuse -> evaluate -> report -> bundle."""
+    """`foundrec pipeline CONFIG.toml`: data, pretrain, baselines, fuse, evaluate, report, bundle."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)

@@ -23,6 +23,7 @@ from foundrec.experiment import Prepared, prepare, train_run
 from foundrec.train.early_stopping import EpochLog
 
 STAGES = ("data", "pretrain", "baselines", "fuse", "evaluate", "report", "bundle")
+# Fine-tuning for a business task runs from a pretrain stage's folder: `foundrec finetune RUN/pretrain`.
 
 
 def fingerprint(value: Any) -> str:
@@ -105,7 +106,12 @@ def run_pipeline(
         runner.run(name, inputs, _trainer(cfg, spec, data, name, on_epoch))
     member_dirs = {_member_name(name, cfg): out / name for name in members}
     upstream = {name: runner.done[name] for name in members}
-    runner.run("evaluate", upstream, lambda folder: _evaluate(member_dirs, {}, data(), folder))
+    fusions = runner.run(
+        "fuse", {**upstream, "fusion": cfg.fusion.model_dump()}, lambda f: _fuse(member_dirs, cfg, data(), f)
+    )
+    fusion_dirs = {name: out / "fuse" / name for name in fusions["fusions"]}
+    upstream["fuse"] = runner.done["fuse"]
+    runner.run("evaluate", upstream, lambda folder: _evaluate(member_dirs, fusion_dirs, data(), folder))
     runner.run(
         "report",
         {"evaluate": runner.done["evaluate"]},
@@ -155,6 +161,38 @@ def _trainer(
     return work
 
 
+def _fuse(members: dict[str, Path], cfg: PipelineConfig, p: Prepared, folder: Path) -> dict[str, Any]:
+    """Every fusion method over the members' top-N lists, computed once per split and shared.
+
+    Learned fusions see only validation lists and targets; metrics@K come from the candidate rows.
+    """
+    from foundrec.fusion import FUSIONS, candidate_metrics, collect_top_lists, load_member
+
+    unknown = [m for m in cfg.fusion.methods if f"fusion-{m}" not in FUSIONS]
+    if unknown:
+        known = ", ".join(name.removeprefix("fusion-") for name in FUSIONS)
+        raise FoundrecError(f"unknown fusion method(s) {', '.join(unknown)}; available: {known}")
+    loaded = [load_member(path, name) for name, path in members.items()]
+    n, ks = cfg.fusion.candidates, tuple(cfg.eval.ks)
+    lists = {
+        split: collect_top_lists([m.model for m in loaded], data, n, cfg.eval.exclude_seen)
+        for split, data in (("valid", p.split.valid), ("test", p.split.test))
+    }
+    for method in cfg.fusion.methods:
+        extra = {"normalization": cfg.fusion.normalization} if method == "weighted" else {}
+        fusion = FUSIONS[f"fusion-{method}"](loaded, top_n=n, exclude_seen=cfg.eval.exclude_seen, **extra)
+        fusion.fit(p.split.train, p.split.n_items).fit_top_lists(lists["valid"], p.split.valid.targets)
+        metrics = {
+            "model": fusion.name,
+            "valid": candidate_metrics(fusion.fuse, lists["valid"], p.split.valid.targets, ks),
+            "test": candidate_metrics(fusion.fuse, lists["test"], p.split.test.targets, ks),
+            "fitted": fusion.fitted_values(),
+        }
+        fusion.save(folder / method)
+        (folder / method / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {"fusions": list(cfg.fusion.methods)}
+
+
 def _evaluate(models: dict[str, Path], fusions: dict[str, Path], p: Prepared, folder: Path) -> dict[str, Any]:
     """Gather every result and rank the test users once more per model for its popularity profile."""
     from foundrec.eval.popularity import interaction_shares, recommended_popularity
@@ -167,13 +205,14 @@ def _evaluate(models: dict[str, Path], fusions: dict[str, Path], p: Prepared, fo
         for name, run_dir in dirs.items():
             metrics = json.loads((run_dir / "metrics.json").read_text())
             epochs = run_dir / "epochs.json"
-            model = Recommender.load(run_dir / "model")
+            # Fusions score through their members: one more full pass each is not worth a plot.
+            model = Recommender.load(run_dir / "model") if group == "models" else None
             results[group][name] = {
                 "valid": metrics["valid"],
                 "test": metrics["test"],
                 "kind": metrics.get("model", ""),
                 "epochs": json.loads(epochs.read_text()) if epochs.is_file() else [],
-                "popularity": recommended_popularity(p.evaluator, model, p.split.test, k),
+                "popularity": model and recommended_popularity(p.evaluator, model, p.split.test, k),
                 "params": metrics.get("params"),
                 "train_seconds": metrics.get("train_seconds"),
             }
@@ -181,7 +220,7 @@ def _evaluate(models: dict[str, Path], fusions: dict[str, Path], p: Prepared, fo
         popularity_k=k,
         catalogue_popularity=interaction_shares(p.evaluator.item_counts),
         data={"source": p.data.source, **p.data.interactions.stats()},
-        protocol=metrics["protocol"],
+        protocol=json.loads((next(iter(models.values())) / "metrics.json").read_text())["protocol"],
     )
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     return {"models": list(models), "fusions": list(fusions)}
