@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,28 +188,12 @@ def train(
         if cfg.data.dataset is None and cfg.data.path is None:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": "beauty"})})
         out = out or Path("runs") / f"{cfg.model}-{cfg.data.dataset or Path(str(cfg.data.path)).stem}"
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"training {cfg.model}", total=None, info="")
-
-            def on_epoch(log: Any, total: int) -> None:
-                bar.update(
-                    task,
-                    total=total,
-                    completed=log.epoch,
-                    info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
-                )
+        with _epoch_bar(f"training {cfg.model}") as show:
 
             def on_model(m: Any) -> None:
                 console.print(f"{m.name}: {m.n_parameters():,} parameters")
 
-            metrics = train_run(cfg, out, on_epoch=on_epoch, on_model=on_model)
+            metrics = train_run(cfg, out, on_epoch=lambda log, total: show("", log, total), on_model=on_model)
     except FoundrecError as exc:
         _fail(exc)
     _report(metrics, as_json, f"{cfg.model} on {cfg.data.dataset or cfg.data.path}: {out}")
@@ -326,27 +312,9 @@ def pipeline(
             config, set_ + ([f"data.data_dir={json.dumps(data_dir)}"] if data_dir else [])
         )
         out = out or Path("runs") / config.stem
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("pipeline", total=None, info="")
-
-            def on_epoch(stage: str, log: Any, total: int) -> None:
-                bar.update(
-                    task,
-                    description=stage,
-                    total=total,
-                    completed=log.epoch,
-                    info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
-                )
-
+        with _epoch_bar("pipeline") as show:
             summary = run_pipeline(
-                cfg, out, from_, log=lambda m: console.print(m, highlight=False), on_epoch=on_epoch
+                cfg, out, from_, log=lambda m: console.print(m, highlight=False), on_epoch=show
             )
     except FoundrecError as exc:
         _fail(exc)
@@ -470,6 +438,31 @@ def finetune(
     for key, value in metrics["test"].items():
         table.add_row(key, f"{metrics['valid'][key]:.4f}", f"{value:.4f}")
     Console().print(table)
+
+
+@contextmanager
+def _epoch_bar(title: str) -> Iterator[Callable[[str, Any, int], None]]:
+    """A progress bar over epochs; yields show(stage, epoch_log, total_epochs) ("" keeps the title)."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=None, info="")
+
+        def show(stage: str, log: Any, total: int) -> None:
+            bar.update(
+                task,
+                description=stage or title,
+                total=total,
+                completed=log.epoch,
+                info=f"epoch {log.epoch} loss {log.loss:.4f} valid ndcg@10 {log.valid:.4f}",
+            )
+
+        yield show
 
 
 def _report(metrics: dict[str, Any], as_json: bool, title: str) -> None:

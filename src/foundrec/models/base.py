@@ -102,6 +102,9 @@ class Recommender(ABC):
         if not (path / "model.json").is_file():
             raise FoundrecError(f"no saved model in {path} (model.json missing)")
         spec = json.loads((path / "model.json").read_text())
+        if spec["model"] not in MODELS:
+            hint = " (a fusion: load it with foundrec.fusion.load_model)" if "members" in spec else ""
+            raise FoundrecError(f"{path} holds an unknown model {spec['model']!r}{hint}")
         model = MODELS[spec["model"]](**spec["params"])
         model._load_state(path, spec["meta"])
         return model
