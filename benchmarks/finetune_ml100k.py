@@ -6,7 +6,8 @@
 
 The pretrained run is `foundrec train sasrec --data ml-100k --split temporal` (made here when missing).
 Every number comes from one run: validation picks the epoch (and logistic regression's C), test is read
-once. Results: benchmarks/results/finetune_ml100k_{a,b}.json.
+once. Results: benchmarks/results/finetune_ml100k_{a,b}.json, rewritten after every run; a rerun skips
+the runs already there, so a killed benchmark resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 
 from foundrec.config import DataConfig, load_config
+from foundrec.data.labeled import TaskData
+from foundrec.eval.classification import auc, rating_metrics
 from foundrec.experiment import train_run
 from foundrec.models.heads import HeadConfig
 from foundrec.task_run import baseline_run, finetune_run, load_task
@@ -32,8 +36,18 @@ DATA = DataConfig(dataset="ml-100k")
 # Protocol (a): 79k training rows in ~2k windows; small batches give enough steps per epoch.
 FT_A = FinetuneConfig(lr=3e-3, backbone_lr=3e-4, epochs=15, patience=3, batch_size=64)
 BASE_A = FinetuneConfig(lr=1e-3, epochs=30, patience=3, batch_size=512)
-# Protocol (b): one step per epoch (batch = the whole few-shot set); patience 10 as TALLRec's trainer.
-FT_B = FinetuneConfig(lr=1e-3, backbone_lr=1e-4, epochs=100, patience=10, batch_size=256, warmup=0.1)
+SEEDS_A = 3  # scratch and pretrained+full: the claim rests on their difference
+# Protocol (b): one step per epoch (batch = the whole few-shot set); patience 10 as TALLRec's trainer,
+# at least 30 steps; the 3-weight prior path (models/heads.py). Chosen on validation AUC (docs).
+FT_B = FinetuneConfig(
+    lr=3e-3, backbone_lr=1e-3, epochs=100, patience=10, min_epochs=30, batch_size=256, warmup=0.1
+)
+HEAD_B = HeadConfig(prior=True)
+SHOTS = (16, 64, 256)
+# LoRA on the blocks and the item table, rank 2: the best LoRA on protocol (a)'s validation AUC (docs).
+LORA_ITEMS = HeadConfig(mode="lora", lora_rank=2, lora_alpha=4.0, lora_items=True)
+
+Job = tuple[str, Callable[[], dict]]
 
 
 def pretrained_run(path: Path) -> Path:
@@ -46,66 +60,147 @@ def pretrained_run(path: Path) -> Path:
 
 
 def slim(metrics: dict) -> dict:
-    return {
-        k: v for k, v in metrics.items() if k not in ("curve", "protocol", "finetune", "head", "pretrained")
-    }
+    return {k: v for k, v in metrics.items() if k not in ("curve", "protocol", "pretrained")}
 
 
-def part_a(pre: Path) -> dict:
+def jobs_a(pre: Path) -> Iterator[Job]:
+    """Runs in priority order (the seeds behind the pretrained-vs-scratch claim first); key = model/seed."""
     task, ids = load_task(DATA, "temporal")
-    out: dict = {"protocol": task.describe(), "ctr": {}, "rating": {}}
+
+    def tuned(label: str, head: HeadConfig, scratch: bool, seed: int) -> Job:
+        ft = replace(FT_A, seed=seed)
+        return f"ctr/{label}/{seed}", lambda: finetune_run(pre, task, ids, head, ft, scratch=scratch)
+
+    for seed in range(SEEDS_A):
+        yield tuned("scratch", HeadConfig(), True, seed)
+        yield tuned("pretrained+full", HeadConfig(), False, seed)
+    for mode in ("lora", "adapter", "probe"):
+        yield tuned(f"pretrained+{mode}", HeadConfig(mode=mode), False, 0)
     for name in ("logreg", "mlp", "deepfm"):
-        out["ctr"][name] = slim(baseline_run(name, task, BASE_A))
-        print(name, out["ctr"][name]["test"], flush=True)
-    runs = [("scratch", HeadConfig(mode="full"), True)]
-    runs += [(f"pretrained+{m}", HeadConfig(mode=m), False) for m in ("full", "lora", "adapter", "probe")]
-    for label, head, scratch in runs:
-        out["ctr"][label] = slim(finetune_run(pre, task, ids, head, FT_A, scratch=scratch))
-        print(label, out["ctr"][label]["test"], out["ctr"][label]["params"], flush=True)
-    out["rating"]["biased-mf"] = slim(baseline_run("biased-mf", task, replace(BASE_A, weight_decay=0.05)))
-    out["rating"]["pretrained+full"] = slim(finetune_run(pre, task, ids, HeadConfig(task="rating"), FT_A))
-    for name, m in out["rating"].items():
-        print(name, m["test"], flush=True)
-    return out
+        yield f"ctr/{name}/0", lambda name=name: baseline_run(name, task, BASE_A)
+    rating = replace(BASE_A, weight_decay=0.05)
+    yield "rating/biased-mf/0", lambda: baseline_run("biased-mf", task, rating)
+    yield "rating/pretrained+full/0", lambda: finetune_run(pre, task, ids, HeadConfig(task="rating"), FT_A)
+    yield "rating/biased-mf-tuned/0", lambda: tuned_mf(task)
+    yield "rating/train-mean/0", lambda: constant_rating(task)
+    for seed in range(SEEDS_A):
+        yield tuned("pretrained+lora+items", LORA_ITEMS, False, seed)
+    for seed in range(SEEDS_A):  # protocol (b)'s prior path, on all labels
+        yield tuned("scratch+prior", HeadConfig(prior=True), True, seed)
+        yield tuned("pretrained+full+prior", HeadConfig(prior=True), False, seed)
+    for seed in range(1, SEEDS_A):  # the other modes' seeds last: their rows are not the main claim
+        for mode in ("lora", "adapter", "probe"):
+            yield tuned(f"pretrained+{mode}", HeadConfig(mode=mode), False, seed)
 
 
-def part_b(pre: Path, seeds: int) -> dict:
+def constant_rating(task: TaskData) -> dict:
+    """Every rating predicted as the training mean: the floor every rating model must beat."""
+    ev, mean = task.events, float(task.events.ratings[task.train].mean())
+    metrics = {
+        part: rating_metrics(ev.ratings[rows], np.full(len(rows), mean))
+        for part, rows in (("valid", task.valid), ("test", task.test))
+    }
+    return {**metrics, "protocol": task.describe(), "params": {"trainable": 1, "total": 1}}
+
+
+def tuned_mf(task: TaskData) -> dict:
+    """Biased MF with its learning rate and weight decay picked on validation RMSE (a fairer baseline)."""
+    grid = [(lr, wd) for wd in (0.05, 0.5, 2.0) for lr in (1e-3, 1e-2)]
+    runs = [baseline_run("biased-mf", task, replace(BASE_A, lr=lr, weight_decay=wd)) for lr, wd in grid]
+    best = min(runs, key=lambda m: m["valid"]["rmse"])
+    best["grid"] = [
+        {"lr": lr, "weight_decay": wd, "valid_rmse": m["valid"]["rmse"]}
+        for (lr, wd), m in zip(grid, runs, strict=True)
+    ]
+    return best
+
+
+def jobs_b(pre: Path, seeds: int) -> Iterator[Job]:
     task, ids = load_task(DATA, "tallrec")
-    out: dict = {"protocol": task.describe(), "runs": []}
-    configs = [("scratch", "full", True)] + [(f"pretrained+{m}", m, False) for m in ("full", "lora", "probe")]
-    for shots in (16, 64, 256):
-        for label, mode, scratch in configs:
-            for seed in range(seeds):
-                ft = replace(FT_B, seed=seed, batch_size=shots)
-                m = finetune_run(pre, task, ids, HeadConfig(mode=mode), ft, shots=shots, scratch=scratch)
-                out["runs"].append({"model": label, "shots": shots, "seed": seed, **slim(m)})
-                print(label, shots, seed, round(m["test"]["auc"], 4), m["best_epoch"], flush=True)
+    configs = [("scratch", HEAD_B, True)]
+    configs += [(f"pretrained+{m}", replace(HEAD_B, mode=m), False) for m in ("full", "lora", "probe")]
+    configs.append(("pretrained, no training", replace(HEAD_B, mode="probe"), False))  # the starting point
+    configs.append(("pretrained+lora+items", replace(LORA_ITEMS, prior=True), False))
+    for shots in SHOTS:
+        for seed in range(seeds):
+            for label, head, scratch in configs:
+                epochs = 0 if label.endswith("no training") else FT_B.epochs
+                ft = replace(FT_B, seed=seed, batch_size=shots, epochs=epochs)
+                yield (
+                    f"ctr/{label}/{shots}/{seed}",
+                    lambda ft=ft, head=head, scratch=scratch, shots=shots: finetune_run(
+                        pre, task, ids, head, ft, shots=shots, scratch=scratch
+                    ),
+                )
+
+
+def like_share_auc(task: TaskData) -> dict[str, float]:
+    """AUC of the history's like share alone, with no model: how much of (b) one input feature explains."""
+    ev, out = task.events, {}
+    for part in ("valid", "test"):
+        rows = getattr(task, part)
+        share = ev.labels[rows[:, None] - np.arange(1, task.history + 1)].mean(1)
+        out[part] = auc(ev.labels[rows], share)
     return out
+
+
+def run_jobs(path: Path, jobs: Iterator[Job], header: dict) -> None:
+    """Run every job whose key is not in the JSON yet, rewriting the JSON after each one."""
+    result = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    result.update(header)
+    for key, job in jobs:
+        if key in result["runs"]:
+            continue
+        start = time.perf_counter()
+        metrics = job()
+        result["runs"][key] = {**slim(metrics), "seconds": time.perf_counter() - start}
+        result["protocol"] = metrics["protocol"]
+        path.write_text(json.dumps(result, indent=2))
+        test = metrics["test"]
+        print(key, {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}, flush=True)
+
+
+def grouped(runs: dict, kind: str) -> dict[str, list[dict]]:
+    """Runs of one task kind by model label (dropping the seed, and the shot count's position in b)."""
+    out: dict[str, list[dict]] = {}
+    for key, m in runs.items():
+        parts = key.split("/")
+        if parts[0] == kind:
+            out.setdefault("/".join(parts[1:-1]), []).append(m)
+    return out
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f} (n={len(values)})"
 
 
 def tables() -> None:
-    a = json.loads((RESULTS / "finetune_ml100k_a.json").read_text())
+    a = json.loads((RESULTS / "finetune_ml100k_a.json").read_text())["runs"]
     print("| model | AUC | GAUC | LogLoss | accuracy | F1 | trainable / total params | best epoch |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, m in a["ctr"].items():
-        t, p = m["test"], m["params"]
+    for name, ms in grouped(a, "ctr").items():
+        p = ms[0]["params"]
+        stats = [cell([m["test"][k] for m in ms]) for k in ("auc", "gauc", "logloss", "accuracy", "f1")]
+        epochs = ", ".join(str(m.get("best_epoch", "-")) for m in ms)
         print(
-            f"| {name} | {t['auc']:.4f} | {t['gauc']:.4f} | {t['logloss']:.4f} | {t['accuracy']:.4f} | "
-            f"{t['f1']:.4f} | {p['trainable']:,} / {p['total']:,} ({p['trainable_share']:.1%}) | "
-            f"{m.get('best_epoch', '-')} |"
+            f"| {name} | " + " | ".join(stats) + f" | {p['trainable']:,} / {p['total']:,} "
+            f"({p['trainable_share']:.1%}) | {epochs} |"
         )
     print("\n| rating model | RMSE | MAE |\n|---|---|---|")
-    for name, m in a["rating"].items():
-        print(f"| {name} | {m['test']['rmse']:.4f} | {m['test']['mae']:.4f} |")
+    for name, ms in grouped(a, "rating").items():
+        rmse, mae = cell([m["test"]["rmse"] for m in ms]), cell([m["test"]["mae"] for m in ms])
+        print(f"| {name} | {rmse} | {mae} |")
     path = RESULTS / "finetune_ml100k_b.json"
     if path.is_file():
-        runs = json.loads(path.read_text())["runs"]
-        print("\n| model | 16 shots | 64 shots | 256 shots |\n|---|---|---|---|")
-        for label in dict.fromkeys(r["model"] for r in runs):
-            cells = []
-            for shots in (16, 64, 256):
-                aucs = [r["test"]["auc"] for r in runs if r["model"] == label and r["shots"] == shots]
-                cells.append(f"{np.mean(aucs):.4f} ± {np.std(aucs):.4f} (n={len(aucs)})" if aucs else "-")
+        b = grouped(json.loads(path.read_text())["runs"], "ctr")
+        labels = dict.fromkeys(k.split("/")[0] for k in b)
+        print("\n| model | " + " | ".join(f"{s} shots" for s in SHOTS) + " |\n|---|---|---|---|")
+        for label in labels:
+            cells = [cell([m["test"]["auc"] for m in b.get(f"{label}/{s}", [])]) for s in SHOTS]
             print(f"| {label} | " + " | ".join(cells) + " |")
 
 
@@ -120,21 +215,22 @@ def main() -> None:
         tables()
         return
     torch.set_num_threads(1)
-    start = time.perf_counter()
     pre = pretrained_run(args.pretrained)
-    result = part_a(pre) if args.part == "a" else part_b(pre, args.seeds)
     pre_metrics = json.loads((pre / "metrics.json").read_text())
-    result.update(
-        machine=machine_info(),
-        pretrained={
+    header = {
+        "machine": machine_info(),
+        "pretrained": {
             "run": str(pre),
             "data_window": pre_metrics["data_window"],
             "test_ndcg@10": pre_metrics["test"]["ndcg@10"],
+            "params": pre_metrics["params"],
         },
-        seconds=time.perf_counter() - start,
-    )
+    }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"finetune_ml100k_{args.part}.json").write_text(json.dumps(result, indent=2))
+    if args.part == "b":
+        header["history_like_share_auc"] = like_share_auc(load_task(DATA, "tallrec")[0])
+    jobs = jobs_a(pre) if args.part == "a" else jobs_b(pre, args.seeds)
+    run_jobs(RESULTS / f"finetune_ml100k_{args.part}.json", jobs, header)
 
 
 if __name__ == "__main__":

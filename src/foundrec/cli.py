@@ -382,6 +382,8 @@ def finetune(
         False, "--prior", help="Add the 3-weight path on pretrained signals (for few labels)."
     ),
     min_epochs: int = typer.Option(0, "--min-epochs", help="No early stop before this epoch."),
+    lora_rank: int = typer.Option(4, "--lora-rank", help="LoRA rank (alpha = 2 x rank)."),
+    lora_items: bool = typer.Option(False, "--lora-items", help="LoRA also adapts the item table."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/finetune-TASK-MODE)."),
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
@@ -396,7 +398,14 @@ def finetune(
         if scratch and mode != "full":
             raise FoundrecError("--scratch trains every weight; use it with --mode full")
         rows, item_ids = load_task(DataConfig(dataset=data, data_dir=data_dir), protocol)
-        head = HeadConfig(task=task, mode=mode, prior=prior)
+        head = HeadConfig(
+            task=task,
+            mode=mode,
+            prior=prior,
+            lora_rank=lora_rank,
+            lora_alpha=2.0 * lora_rank,
+            lora_items=lora_items,
+        )
         ft = FinetuneConfig(
             lr=lr,
             backbone_lr=backbone_lr,

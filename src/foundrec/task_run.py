@@ -33,6 +33,7 @@ from foundrec.data.labeled import (
 )
 from foundrec.errors import FoundrecError
 from foundrec.eval.classification import auc, best_threshold, ctr_metrics, rating_metrics
+from foundrec.models.adapters import count_parameters
 from foundrec.models.ctr_baselines import MLPCTR, BiasedMF, DeepFM, LogisticCTR
 from foundrec.models.heads import HeadConfig, SequenceTaskModel
 from foundrec.models.transformer import SequenceTransformer, TransformerConfig
@@ -61,6 +62,7 @@ class Pretrained:
     config: TransformerConfig
     state: dict[str, torch.Tensor]
     window: dict[str, float]
+    temperature: float | None  # of its cosine softmax; None for dot-product scores
 
 
 def load_pretrained(run_dir: Path, task: TaskData, item_ids: list[str]) -> Pretrained:
@@ -100,7 +102,8 @@ def load_pretrained(run_dir: Path, task: TaskData, item_ids: list[str]) -> Pretr
 
     model = SequentialRecommender(**spec["params"])
     config = model.config(spec["meta"]["text_dim"])
-    return Pretrained(run_dir, config, state, window)
+    temperature = model.temperature if model.similarity == "cosine" else None
+    return Pretrained(run_dir, config, state, window, temperature)
 
 
 def backbone_from(
@@ -213,8 +216,17 @@ def finetune_run(
     rows = _train_rows(task, shots, ft.seed)
     ev = task.events
     target_mean = float(ev.labels[rows].mean() if head.task == "ctr" else ev.ratings[rows].mean())
+    if head.prior and pre.temperature is None:
+        raise FoundrecError(f"{pretrained_run} scores items by dot product; the prior head needs cosine")
     backbone = backbone_from(pre, ev.n_items, backbone_dropout, not scratch, ft.seed)
-    model = SequenceTaskModel(head).build(backbone, task.side, target_mean, pretrained=not scratch)
+    model = SequenceTaskModel(head).build(
+        backbone,
+        task.side,
+        target_mean,
+        pretrained=not scratch,
+        temperature=pre.temperature or 1.0,
+        log_prior=None if scratch else pre.state["log_prior"],
+    )
     if on_model:
         on_model(model)
     history = task.history or pre.config.max_len
@@ -222,7 +234,12 @@ def finetune_run(
         train_windows = next_event_windows(ev, rows, pre.config.max_len)
     else:
         train_windows = row_windows(ev, rows, history)
+    if head.prior:
+        sample = np.arange(min(len(train_windows), EVAL_BATCH))
+        model.standardise_prior(make_batch(ev, train_windows, sample))
     metrics = fit_and_report(model, task, head.task, train_windows, history, ft, on_epoch)
+    trainable, total = count_parameters(model.network_.backbone)  # LoRA's share of what it adapts
+    metrics["params"].update(backbone_trainable=trainable, backbone_total=total)
     metrics.update(
         model="scratch" if scratch else f"pretrained+{head.mode}",
         task=head.task,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from foundrec.data.labeled import TaskData, make_batch, row_windows
-from foundrec.models.adapters import LoRALinear, count_parameters
+from foundrec.models.adapters import LoRAEmbedding, LoRALinear, count_parameters
 from foundrec.models.heads import HeadConfig, SequenceTaskModel
 from foundrec.models.transformer import SequenceTransformer, preset
 
@@ -89,6 +89,23 @@ def test_trainable_parameter_counts(rated_task: TaskData) -> None:
     assert len(linears) == 4
 
 
+def test_lora_on_the_item_table_starts_exact_and_trains_only_its_low_rank_part(
+    rated_task: TaskData,
+) -> None:
+    plain, adapted = model_for(rated_task, "probe"), model_for(rated_task, "lora", lora_items=True)
+    table = adapted.network_.backbone.items.ids
+    assert isinstance(table, LoRAEmbedding)
+    items = torch.arange(table.num_embeddings)
+    assert torch.equal(table(items), plain.network_.backbone.items.ids(items))
+    blocks_only = model_for(rated_task, "lora").network_
+    extra = count_parameters(adapted.network_)[0] - count_parameters(blocks_only)[0]
+    assert extra == table.num_embeddings * 4 + 4 * 16  # A: one rank-4 row per item, B: rank x dim
+    frozen = table.base.weight.clone()
+    train_steps(adapted, batch_of(rated_task))
+    assert torch.equal(frozen, table.base.weight)
+    assert not torch.allclose(table(items), plain.network_.backbone.items.ids(items))
+
+
 def test_pretrained_weights_get_the_smaller_learning_rate(rated_task: TaskData) -> None:
     groups = model_for(rated_task, "full").param_groups(1e-3, 1e-4, 0.0)
     backbone = {id(p) for p in groups[0]["params"]}
@@ -117,3 +134,53 @@ def test_rating_head_predicts_ratings(rated_task: TaskData) -> None:
     assert pred.shape == (64,) and ((pred >= 1) & (pred <= 5)).all()
     train_steps(model, batch, 20)
     assert model.loss(batch) < torch.nn.functional.mse_loss(torch.full((64,), 3.5), batch.ratings)
+
+
+def test_prior_signals_are_the_backbone_log_probability_like_share_and_popularity(
+    rated_task: TaskData,
+) -> None:
+    pop = torch.linspace(-3.0, 0.0, rated_task.events.n_items)
+    model = model_for(rated_task, "full", prior=True)
+    model.network_.log_prior.copy_(pop)
+    batch, net = batch_of(rated_task), model.network_
+    net.eval()
+    with torch.no_grad():
+        hidden = net.backbone(batch.tokens, net.feedback(batch.feedback))
+        signals = net.prior_signals(batch, hidden)
+    h = torch.nn.functional.normalize(hidden[batch.row, batch.position], dim=-1)
+    table = torch.nn.functional.normalize(net.backbone.items.table(), dim=-1)
+    log_p = (h @ table.T / 0.05).log_softmax(-1)[torch.arange(64), batch.items]
+    assert torch.allclose(signals[:, 0], log_p, atol=1e-5)
+    for n in range(64):  # like share of the events up to the read position, padding excluded
+        seen = batch.feedback[batch.row[n], : batch.position[n] + 1]
+        assert signals[n, 1] == pytest.approx((seen == 1).float().mean().item())
+    assert torch.equal(signals[:, 2], pop[batch.items])
+
+
+def test_prior_path_alone_decides_the_first_prediction_and_constant_signals_drop(
+    rated_task: TaskData,
+) -> None:
+    model, batch = model_for(rated_task, "full", prior=True), batch_of(rated_task)
+    net = model.network_
+    model.standardise_prior(batch)  # log_prior is all zeros (no pretraining data): constant
+    assert torch.isinf(net.prior_scale[2]) and torch.isfinite(net.prior_scale[:2]).all()
+    with torch.no_grad():
+        hidden = net.backbone(batch.tokens, net.feedback(batch.feedback))
+        z = (net.prior_signals(batch, hidden) - net.prior_shift) / net.prior_scale
+    assert torch.allclose(z[:, :2].mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(z[:, :2].std(0), torch.ones(2), atol=1e-4)
+    assert torch.equal(z[:, 2], torch.zeros(64))
+    expected = torch.sigmoid(net.offset + z @ torch.full((3,), 0.5))  # MLP output starts at zero
+    assert torch.allclose(model.predict_proba(batch), expected, atol=1e-6)
+    train_steps(model, batch, 3)
+    assert not torch.equal(net.prior_weight, torch.full((3,), 0.5))
+    assert net.mlp[-1].weight.abs().sum() > 0  # the MLP joins once trained
+
+
+def test_prior_head_save_load_round_trip(rated_task: TaskData, tmp_path) -> None:
+    model, batch = model_for(rated_task, "probe", prior=True), batch_of(rated_task)
+    model.standardise_prior(batch)
+    train_steps(model, batch, 2)
+    model.save(tmp_path / "head")
+    loaded = SequenceTaskModel.load(tmp_path / "head")
+    assert torch.allclose(model.predict_proba(batch), loaded.predict_proba(batch), atol=1e-6)

@@ -42,6 +42,22 @@ def test_finetune_learns_and_restores_the_best_validation_epoch(rated_task: Task
     assert validate(model) == pytest.approx(max(scores)) and result.best_epoch == 1 + int(np.argmax(scores))
 
 
+def test_min_epochs_delays_early_stopping_but_keeps_the_best_epoch(rated_task: TaskData) -> None:
+    torch.manual_seed(0)
+    backbone = SequenceTransformer(rated_task.events.n_items, preset("tiny", dim=16, dropout=0.0))
+    model = SequenceTaskModel(HeadConfig(mode="probe")).build(backbone, rated_task.side, 0.5, pretrained=True)
+    train = row_windows(rated_task.events, rated_task.train[:32], 5)
+
+    def epoch(rng: np.random.Generator):
+        yield make_batch(rated_task.events, train, np.arange(32))
+
+    for min_epochs, ran in ((0, 2), (5, 5)):
+        scores = iter(np.linspace(1.0, 0.0, 20))  # validation only gets worse: epoch 0 is the best
+        cfg = FinetuneConfig(epochs=10, patience=2, min_epochs=min_epochs)
+        result = finetune(model, epoch, 1, lambda m, s=scores: float(next(s)), cfg)
+        assert len(result.epochs) == ran and result.best_epoch == 0
+
+
 def fake_run(tmp_path, window: dict | None, min_rating: float | None = None):
     run = tmp_path / "pre"
     (run / "model").mkdir(parents=True)
@@ -86,12 +102,14 @@ def test_cli_pretrain_temporal_then_finetune_and_refuse_leave_one_out(tmp_path) 
             str(tmp_path / split),
         ]
         assert runner.invoke(app, args).exit_code == 0
-    ft = ["--mode", "lora", "--epochs", "1", "--json", "--batch-size", "256"]
+    ft = ["--mode", "lora", "--lora-rank", "2", "--lora-items", "--epochs", "1", "--json"]
+    ft += ["--batch-size", "256"]
     result = runner.invoke(app, ["finetune", str(tmp_path / "temporal"), *ft, "--out", str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert {"auc", "gauc", "logloss", "accuracy", "f1"} <= metrics["test"].keys()
     assert 0 < metrics["params"]["trainable"] < metrics["params"]["total"]
+    assert metrics["head"]["lora_rank"] == 2 and metrics["head"]["lora_items"]
     assert "trainable of" in result.output
     refused = runner.invoke(app, ["finetune", str(tmp_path / "loo"), *ft, "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "overlaps" in refused.output

@@ -33,6 +33,34 @@ class LoRALinear(nn.Module):
         return self.base(x) + (self.drop(x) @ self.lora_a.T @ self.lora_b.T) * self.scale
 
 
+class LoRAEmbedding(nn.Module):
+    """E[i] + (alpha / r) A[i] B with E frozen; A starts at zero (as in `peft`), so E is exact at first.
+
+    Full fine-tuning's edge on many labels comes largely from moving the item table (half the backbone);
+    this gives LoRA a low-rank share of that. Exposes `num_embeddings` and `weight` like the table it wraps.
+    """
+
+    def __init__(self, base: nn.Embedding, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        self.lora_a = nn.Parameter(torch.zeros(base.num_embeddings, rank))
+        self.lora_b = nn.Parameter(torch.empty(rank, base.embedding_dim))
+        nn.init.normal_(self.lora_b, std=1.0 / rank)
+        base.requires_grad_(False)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.base.num_embeddings
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.base(items) + (self.lora_a[items] @ self.lora_b) * self.scale
+
+
 class BottleneckAdapter(nn.Module):
     """x + up(GELU(down(x))) (Houlsby et al. 2019); `up` starts at zero: the block is unchanged at first."""
 
@@ -58,8 +86,13 @@ class AdaptedBlock(nn.Module):
         return self.adapter(self.block(x))
 
 
-def add_lora(backbone: SequenceTransformer, rank: int, alpha: float, dropout: float = 0.0) -> None:
-    """Wrap every linear layer inside the blocks (attention and feed-forward projections) with LoRA."""
+def add_lora(
+    backbone: SequenceTransformer, rank: int, alpha: float, dropout: float = 0.0, items: bool = False
+) -> None:
+    """Wrap every linear layer inside the blocks (attention and feed-forward projections) with LoRA, and
+    the item id table too when `items`."""
+    if items:
+        backbone.items.ids = LoRAEmbedding(backbone.items.ids, rank, alpha)
     for block in backbone.blocks:
         for parent in list(block.modules()):
             for name, child in list(parent.named_children()):
@@ -76,14 +109,19 @@ def add_adapters(backbone: SequenceTransformer, bottleneck: int) -> None:
 
 
 def prepare_backbone(
-    backbone: SequenceTransformer, mode: str, rank: int = 4, alpha: float = 8.0, bottleneck: int = 8
+    backbone: SequenceTransformer,
+    mode: str,
+    rank: int = 4,
+    alpha: float = 8.0,
+    bottleneck: int = 8,
+    lora_items: bool = False,
 ) -> None:
     """Set which backbone weights train: all (full), only LoRA or adapter weights, or none (probe)."""
     if mode not in MODES:
         raise ValueError(f"unknown fine-tuning mode {mode!r}; choose one of {', '.join(MODES)}")
     backbone.requires_grad_(mode == "full")
     if mode == "lora":
-        add_lora(backbone, rank, alpha)
+        add_lora(backbone, rank, alpha, items=lora_items)
     elif mode == "adapter":
         add_adapters(backbone, bottleneck)
 

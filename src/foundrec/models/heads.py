@@ -3,6 +3,12 @@
 The user state is the backbone's hidden state after the last history event; the candidate is embedded by
 the backbone's own item encoder (shared with pretraining), so a pretrained model starts with a learned
 notion of which items follow a history. Side features (demographics, genres, year) are embedded per field.
+
+With `prior=True` (for few labels) three signals the backbone gives for free enter the logit through
+three weights: the pretrained next-item log-probability of the candidate after the history, the like
+share of the history, and the candidate's log popularity in the pretraining data. A few labelled rows
+can fit three weights, not the ~20k of the MLP; the MLP's output layer then starts at zero, so it only
+adds what the labels can support.
 """
 
 from __future__ import annotations
@@ -59,11 +65,23 @@ class HeadConfig:
     lora_rank: int = 4
     lora_alpha: float = 8.0
     bottleneck: int = 8
+    lora_items: bool = False  # lora also adapts the item id table (models/adapters.py)
+    prior: bool = False  # the 3-weight path on pretrained signals (module docstring)
+    prior_init: float = 0.5  # starting weight of each standardised signal: all assumed to raise P(like)
+
+
+N_PRIOR = 3  # next-item log-probability, history like share, log popularity
 
 
 class TaskNetwork(nn.Module):
     def __init__(
-        self, backbone: SequenceTransformer, side: SideFeatures, cfg: HeadConfig, offset: float
+        self,
+        backbone: SequenceTransformer,
+        side: SideFeatures,
+        cfg: HeadConfig,
+        offset: float,
+        temperature: float,
+        log_prior: torch.Tensor | None,
     ) -> None:
         super().__init__()
         dim = backbone.cfg.dim
@@ -86,6 +104,26 @@ class TaskNetwork(nn.Module):
             nn.Linear(cfg.hidden, 1),
         )
         self.register_buffer("offset", torch.tensor(float(offset)))  # mean rating or base-rate logit
+        self.temperature = temperature  # the pretraining softmax's (cosine / temperature)
+        self.prior_weight: nn.Parameter | None = None
+        if cfg.prior:
+            # No pretraining data (scratch): every item equally popular, so the signal is constant.
+            self.register_buffer("log_prior", torch.zeros(n_items) if log_prior is None else log_prior)
+            self.register_buffer("prior_shift", torch.zeros(N_PRIOR))  # set by `standardise_prior`
+            self.register_buffer("prior_scale", torch.ones(N_PRIOR))
+            self.prior_weight = nn.Parameter(torch.full((N_PRIOR,), cfg.prior_init))
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
+
+    def prior_signals(self, batch: LabeledBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, 3) raw signals: next-item log-probability, like share so far, log popularity."""
+        h = F.normalize(hidden[batch.row, batch.position], dim=-1)
+        logits = h @ F.normalize(self.backbone.items.table(), dim=-1).T / self.temperature
+        next_item = logits.log_softmax(-1).gather(1, batch.items[:, None]).squeeze(1)
+        real = (batch.feedback != PAD_FEEDBACK).float().cumsum(1)  # events up to each position
+        likes = (batch.feedback == 1).float().cumsum(1)
+        share = likes[batch.row, batch.position] / real[batch.row, batch.position].clamp(min=1)
+        return torch.stack([next_item, share, self.log_prior[batch.items]], dim=1)
 
     def forward(self, batch: LabeledBatch) -> torch.Tensor:
         """Logits (ctr) or ratings, (N,)."""
@@ -95,7 +133,11 @@ class TaskNetwork(nn.Module):
         e = F.normalize(self.backbone.items(batch.items), dim=-1)  # (N, dim); cosine, as in pretraining
         x = torch.cat([h, e, h * e, self.side(batch.users, batch.items)], dim=-1)
         bias = self.user_bias(batch.users).squeeze(-1) + self.item_bias(batch.items).squeeze(-1)
-        return self.mlp(x).squeeze(-1) + bias + self.offset
+        out = self.mlp(x).squeeze(-1) + bias + self.offset
+        if self.prior_weight is not None:
+            z = (self.prior_signals(batch, hidden) - self.prior_shift) / self.prior_scale
+            out = out + z @ self.prior_weight
+        return out
 
 
 class SequenceTaskModel:
@@ -111,21 +153,42 @@ class SequenceTaskModel:
         self.config = config or HeadConfig()
 
     def build(
-        self, backbone: SequenceTransformer, side: SideFeatures, train_target_mean: float, pretrained: bool
+        self,
+        backbone: SequenceTransformer,
+        side: SideFeatures,
+        train_target_mean: float,
+        pretrained: bool,
+        temperature: float = 0.05,
+        log_prior: torch.Tensor | None = None,
     ) -> SequenceTaskModel:
+        """`temperature` and `log_prior` (log item shares in the pretraining data) feed `prior`."""
         cfg = self.config
         if cfg.task not in TASKS:
             raise FoundrecError(f"unknown task {cfg.task!r}; choose ctr or rating")
         old = {id(p) for p in backbone.parameters()} if pretrained else set()
-        prepare_backbone(backbone, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.bottleneck)
+        prepare_backbone(backbone, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.bottleneck, cfg.lora_items)
         if cfg.task == "ctr":
             p = min(max(train_target_mean, 1e-3), 1 - 1e-3)
             offset = float(np.log(p / (1 - p)))
         else:
             offset = train_target_mean
-        self.network_ = TaskNetwork(backbone, side, cfg, offset)
+        self.network_ = TaskNetwork(backbone, side, cfg, offset, temperature, log_prior)
         self.pretrained_ids_ = old
         return self
+
+    @torch.no_grad()
+    def standardise_prior(self, batch: LabeledBatch) -> None:
+        """Centre and scale the prior signals on training rows' inputs (no labels), so `prior_init` is
+        a weight per standard deviation whatever a signal's units; a constant signal gets weight 0."""
+        net = self.network_
+        if net.prior_weight is None:
+            return
+        net.eval()
+        extra = None if net.feedback is None else net.feedback(batch.feedback)
+        signals = net.prior_signals(batch, net.backbone(batch.tokens, extra))
+        std = signals.std(0)
+        net.prior_shift.copy_(signals.mean(0))
+        net.prior_scale.copy_(torch.where(std > 1e-6, std, torch.full_like(std, float("inf"))))
 
     def param_groups(self, lr: float, backbone_lr: float, weight_decay: float) -> list[dict[str, Any]]:
         trainable = [p for p in self.network_.parameters() if p.requires_grad]
@@ -178,6 +241,7 @@ class SequenceTaskModel:
             "user_cards": [e.num_embeddings for e in side.user_fields],
             "n_users": side.user_table.shape[0],
             "n_genres": side.item_genres.shape[1],
+            "temperature": self.network_.temperature,
         }
         spec = {"model": self.name, "head": asdict(self.config), "meta": meta}
         (path / "model.json").write_text(json.dumps(spec, indent=2))
@@ -201,7 +265,10 @@ class SequenceTaskModel:
             np.zeros(n_items, dtype=np.int64),
             np.zeros((n_items, meta["n_genres"]), dtype=np.float32),
         )
-        model = cls(HeadConfig(**spec["head"])).build(backbone, side, 0.5, pretrained=False)
+        temperature = meta.get("temperature", 0.05)  # absent in heads saved before `prior` existed
+        model = cls(HeadConfig(**spec["head"])).build(
+            backbone, side, 0.5, pretrained=False, temperature=temperature
+        )
         model.load_state_dict(state)  # side tables and offset are buffers: restored here
         model.network_.eval()
         return model

@@ -36,7 +36,7 @@ class FinetuneConfig:
     epochs: int = 30  # upper bound; early stopping on validation ends sooner
     patience: int = 3
     batch_size: int = 256
-    min_steps_per_epoch: int = 1  # few-shot sets: repeat the rows so one epoch makes this many steps
+    min_epochs: int = 0  # no early stop before this epoch (few-shot: one step per epoch, noisy early)
     grad_clip: float = 1.0
     seed: int = 0
 
@@ -89,7 +89,7 @@ def finetune(
         result.epochs.append(log)
         if on_epoch:
             on_epoch(log, cfg.epochs)
-        if best.update(score, epoch, model):
+        if best.update(score, epoch, model) and epoch >= cfg.min_epochs:
             break
     best.restore(model)
     result.best_epoch = best.epoch
