@@ -111,3 +111,20 @@ def test_kill_9_during_pretraining_resumes_to_the_same_metrics(tmp_path: Path) -
 def _epochs_in(checkpoint: Path) -> list:
     # Safe while training writes: checkpoints are renamed into place whole.
     return torch.load(checkpoint, weights_only=False)["epochs"]
+
+
+def test_a_task_is_fine_tuned_from_the_pretrain_stage(tmp_path: Path) -> None:
+    from foundrec.data.datasets import REGISTRY, data_dir
+
+    if not (data_dir(None) / REGISTRY["ml-100k"].path).is_file():
+        pytest.skip("ml-100k not in the data folder")
+    config = tmp_path / "task.toml"
+    config.write_text(
+        '[data]\ndataset = "ml-100k"\n[split]\nmethod = "temporal"\n[train]\nthreads = 1\n'
+        '[pretrain]\nmodel = "sasrec"\n[pretrain.params]\nsize = "tiny"\nepochs = 1\n'
+        '[baselines.pop]\nmodel = "pop"\n[fusion]\nmethods = ["rrf"]\ncandidates = 20\n'
+        '[task]\ntask = "ctr"\nmode = "lora"\nepochs = 1\n'
+    )
+    summary = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=lambda _: None)
+    assert summary["task"]["mode"] == "lora" and 0.0 < summary["task"]["test"]["auc"] < 1.0
+    assert (tmp_path / "run" / "finetune" / "model").is_dir()

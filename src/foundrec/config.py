@@ -92,6 +92,20 @@ class FusionSettings(Settings):
     normalization: Literal["minmax", "rank", "zscore"] = "minmax"  # per-user, for weighted fusion
 
 
+class TaskSettings(Settings):
+    """A business task fine-tuned from the pretrained model (`foundrec finetune`'s options)."""
+
+    task: Literal["ctr", "rating"] = "ctr"
+    mode: Literal["full", "lora", "adapter", "probe"] = "full"
+    protocol: Literal["temporal", "tallrec"] = "temporal"
+    shots: int | None = None
+    epochs: int = 15
+    lr: float = 3e-3  # new weights
+    backbone_lr: float = 3e-4  # pretrained weights
+    batch_size: int = 64
+    seed: int = 0
+
+
 class PipelineConfig(Settings):
     """`foundrec pipeline CONFIG.toml`: data, pretrain, baselines, fuse, evaluate, report, bundle."""
 
@@ -102,6 +116,7 @@ class PipelineConfig(Settings):
     pretrain: ModelSpec = Field(default_factory=lambda: ModelSpec(model="sasrec"))
     baselines: dict[str, ModelSpec] = Field(default_factory=dict)  # member name -> model
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    task: TaskSettings | None = None  # fine-tune for this task after pretraining (needs a temporal split)
 
     def run_config(self, spec: ModelSpec) -> RunConfig:
         return RunConfig(

@@ -1,9 +1,10 @@
 """`foundrec pipeline`: the stages of one job, each writing into its own folder of the run.
 
-data -> pretrain -> baselines -> fuse -> evaluate -> report -> bundle. A stage is done when
-`stages/NAME.done.json` holds the fingerprint of its inputs (its settings and the fingerprints of the
-stages it reads). A rerun skips done stages whose fingerprint still matches, redoes those whose inputs
-changed, and lets an interrupted stage resume from what it left (pretraining from its last checkpoint).
+data -> pretrain -> finetune (when the config has a [task]) -> baselines -> fuse -> evaluate -> report
+-> bundle. A stage is done when `stages/NAME.done.json` holds the fingerprint of its inputs (its
+settings and the fingerprints of the stages it reads). A rerun skips done stages whose fingerprint
+still matches, redoes those whose inputs changed, and lets an interrupted stage resume from what it
+left (pretraining from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from foundrec.errors import FoundrecError
 from foundrec.experiment import Prepared, prepare, train_run
 from foundrec.train.early_stopping import EpochLog
 
-STAGES = ("data", "pretrain", "baselines", "fuse", "evaluate", "report", "bundle")
-# Fine-tuning for a business task runs from a pretrain stage's folder: `foundrec finetune RUN/pretrain`.
+STAGES = ("data", "pretrain", "finetune", "baselines", "fuse", "evaluate", "report", "bundle")
 
 
 def fingerprint(value: Any) -> str:
@@ -104,6 +104,9 @@ def run_pipeline(
     for name, spec in members.items():
         inputs = {"data": runner.done["data"], "run": cfg.run_config(spec).model_dump()}
         runner.run(name, inputs, _trainer(cfg, spec, data, name, on_epoch))
+        if name == "pretrain" and cfg.task is not None:
+            inputs = {"pretrain": runner.done["pretrain"], "task": cfg.task.model_dump()}
+            runner.run("finetune", inputs, lambda folder: _finetune(cfg, out / "pretrain", folder))
     member_dirs = {_member_name(name, cfg): out / name for name in members}
     upstream = {name: runner.done[name] for name in members}
     fusions = runner.run(
@@ -120,7 +123,17 @@ def run_pipeline(
     runner.run(
         "bundle", {"pretrain": runner.done["pretrain"]}, lambda folder: _bundle(out / "pretrain", folder)
     )
-    return json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "metrics.json").read_text())
+    if cfg.task is not None:  # the task's own metrics (AUC, GAUC, ... or RMSE) beside the ranking ones
+        task = json.loads((out / "finetune" / "metrics.json").read_text())
+        summary["task"] = {
+            "task": cfg.task.task,
+            "mode": cfg.task.mode,
+            "valid": task["valid"],
+            "test": task["test"],
+        }
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def _member_name(stage: str, cfg: PipelineConfig) -> str:
@@ -159,6 +172,24 @@ def _trainer(
         return {"valid_ndcg@10": metrics["valid"]["ndcg@10"], "test_ndcg@10": metrics["test"]["ndcg@10"]}
 
     return work
+
+
+def _finetune(cfg: PipelineConfig, pretrained: Path, folder: Path) -> dict[str, Any]:
+    """The task head on the pretrained backbone; finetune_run refuses a run that saw the test period."""
+    from foundrec.models.heads import HeadConfig
+    from foundrec.task_run import finetune_run, load_task
+    from foundrec.train.finetune import FinetuneConfig
+
+    t = cfg.task
+    assert t is not None
+    rows, item_ids = load_task(cfg.data, t.protocol)
+    ft = FinetuneConfig(
+        lr=t.lr, backbone_lr=t.backbone_lr, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed
+    )
+    metrics = finetune_run(
+        pretrained, rows, item_ids, HeadConfig(task=t.task, mode=t.mode), ft, t.shots, out=folder
+    )
+    return {"test": metrics["test"]}
 
 
 def _fuse(members: dict[str, Path], cfg: PipelineConfig, p: Prepared, folder: Path) -> dict[str, Any]:
