@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -82,15 +81,7 @@ class ServingPipeline:
             raise UnknownItems(field, missing)
         return np.array([f for f in found if f is not None], dtype=np.int64)
 
-    async def recommend(self, *args: Any, **kwargs: Any) -> Recommendation:
-        """See `_recommend`; counted in `in_flight` so a reload never stops the encoder under it."""
-        self.in_flight += 1
-        try:
-            return await self._recommend(*args, **kwargs)
-        finally:
-            self.in_flight -= 1
-
-    async def _recommend(
+    async def recommend(
         self,
         store: EventStore,
         user_id: str | None,
@@ -99,6 +90,26 @@ class ServingPipeline:
         exclude_items: list[str] | None = None,
         filters: Filters | None = None,
         history: list[str] | None = None,
+    ) -> Recommendation:
+        """Top k for a user (store history, events included) or an anonymous `history`.
+
+        Counted in `in_flight` so a reload never stops the encoder under a running request.
+        """
+        self.in_flight += 1
+        try:
+            return await self._recommend(store, user_id, k, exclude_seen, exclude_items, filters, history)
+        finally:
+            self.in_flight -= 1
+
+    async def _recommend(
+        self,
+        store: EventStore,
+        user_id: str | None,
+        k: int,
+        exclude_seen: bool,
+        exclude_items: list[str] | None,
+        filters: Filters | None,
+        history: list[str] | None,
     ) -> Recommendation:
         user = self.bundle.users.index(user_id) if user_id is not None else None
         parts = [self.item_indices(history or [], "history")]
