@@ -83,7 +83,9 @@ async def level(port: int, users: list[str], concurrency: int, seconds: float, r
     }
 
 
-def start_server(bundle: Path, store: str, port: int, threads: int, window_ms: float) -> subprocess.Popen:
+def start_server(
+    bundle: Path, store: str, port: int, threads: int, window_ms: float, workers: int
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "FOUNDREC_BUNDLE": str(bundle),
@@ -94,6 +96,7 @@ def start_server(bundle: Path, store: str, port: int, threads: int, window_ms: f
     }
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "foundrec.serve.app:app_from_env"]
     cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     parser.add_argument("--window-ms", type=float, default=1.0, help="micro-batch window in the server")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve_load.json")
     args = parser.parse_args()
@@ -128,7 +132,8 @@ def main() -> None:
     users = (args.bundle / "vocab" / "users.txt").read_text().split("\n")[:-1]
     manifest = json.loads((args.bundle / "manifest.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(args.bundle, f"sqlite:{tmp}/events.db", args.port, args.threads, args.window_ms)
+        store = f"sqlite:{tmp}/events.db"
+        server = start_server(args.bundle, store, args.port, args.threads, args.window_ms, args.workers)
         try:
             rows = []
             for c in args.concurrency:
@@ -142,7 +147,7 @@ def main() -> None:
         "endpoint": "POST /v1/recommend",
         "bundle": {"model": manifest["model"], "version": manifest["version"], "users": len(users)},
         "setup": {
-            "server": "1 uvicorn worker (uvloop, httptools), SQLite store, exact FAISS index",
+            "server": f"{args.workers} uvicorn worker(s) (uvloop, httptools), SQLite, exact FAISS",
             "client": "asyncio streams, keep-alive, one connection per concurrent user, same machine",
             "k": args.k,
             "server_torch_threads": args.threads,
