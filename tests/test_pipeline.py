@@ -52,6 +52,7 @@ def test_rerun_skips_done_stages_and_redoes_changed_ones(tmp_path: Path) -> None
     first = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=logs.append)
     assert set(first["models"]) == {"sasrec", "pop"} and set(first["fusions"]) == {"weighted", "rrf"}
     assert first["best_single"] in first["models"]
+    assert set(first["popularity"]["deciles"]) == {"sasrec", "pop"}  # recorded by each test pass
     run = tmp_path / "run"
     for produced in ("report/report.html", "summary.md", "bundle/manifest.json", "fuse/weighted/model.json"):
         assert (run / produced).is_file(), produced

@@ -254,7 +254,9 @@ def report(
     run_dirs: list[Path] = typer.Argument(..., help="Folders written by `foundrec train`, on one dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for report.html, metrics.json and summary.md."),
     popularity: bool = typer.Option(
-        True, "--popularity/--no-popularity", help="Rank the test users again for the popularity-bias plot."
+        True,
+        "--popularity/--no-popularity",
+        help="Rank the test users again where a run has no recorded popularity profile.",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -275,13 +277,15 @@ def report(
 
 
 def _add_popularity(inputs: Any, run_dirs: list[Path]) -> None:
-    """Each saved model ranks its test users again; its top-K lists give the popularity profile."""
+    """Runs saved before metrics.json held a popularity profile rank their test users again for one."""
     from foundrec.eval.popularity import interaction_shares, recommended_popularity
     from foundrec.experiment import prepare
     from foundrec.models import Recommender
 
     prepared: dict[str, Any] = {}
     for (name, result), run_dir in zip(inputs.models.items(), run_dirs, strict=True):
+        if result.popularity is not None:
+            continue
         if not (run_dir / "config.json").is_file() or not (run_dir / "model").is_dir():
             raise FoundrecError(f"{run_dir} has no config.json or model/; use --no-popularity")
         cfg = RunConfig.model_validate_json((run_dir / "config.json").read_text())

@@ -19,6 +19,7 @@ from foundrec.config import RunConfig
 from foundrec.data.datasets import LoadedData, load_dataset
 from foundrec.data.split import Split, make_split
 from foundrec.errors import FoundrecError
+from foundrec.eval.popularity import TopKPopularity, interaction_shares
 from foundrec.eval.ranking import FullRankingEvaluator
 from foundrec.models import MODELS, Recommender
 from foundrec.models.sequential import SequentialRecommender
@@ -155,7 +156,9 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
     start = time.perf_counter()
     valid = p.evaluator.evaluate(model, p.split.valid)
     middle = time.perf_counter()
-    test = p.evaluator.evaluate(model, p.split.test)
+    # The test pass's top-K lists also give the popularity profile, so reports never rank again.
+    profile = TopKPopularity(p.evaluator.item_counts, min(10, max(p.evaluator.ks)))
+    test = p.evaluator.evaluate(model, p.split.test, on_top=profile)
     return {
         "model": model.name,
         "params": model.n_parameters(),
@@ -171,6 +174,11 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
         "data_window": p.split.time_window(),  # what `foundrec finetune` checks against a test period
         "valid": valid,
         "test": test,
+        "popularity": {
+            "k": profile.k,
+            "deciles": profile.shares(),
+            "training_interactions": interaction_shares(p.evaluator.item_counts),
+        },
         "eval_seconds": time.perf_counter() - middle,
         "valid_eval_seconds": middle - start,
     }

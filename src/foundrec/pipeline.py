@@ -114,7 +114,7 @@ def run_pipeline(
     )
     fusion_dirs = {name: out / "fuse" / name for name in fusions["fusions"]}
     upstream["fuse"] = runner.done["fuse"]
-    runner.run("evaluate", upstream, lambda folder: _evaluate(member_dirs, fusion_dirs, data(), folder))
+    runner.run("evaluate", upstream, lambda folder: _evaluate(member_dirs, fusion_dirs, folder))
     runner.run(
         "report",
         {"evaluate": runner.done["evaluate"]},
@@ -224,34 +224,30 @@ def _fuse(members: dict[str, Path], cfg: PipelineConfig, p: Prepared, folder: Pa
     return {"fusions": list(cfg.fusion.methods)}
 
 
-def _evaluate(models: dict[str, Path], fusions: dict[str, Path], p: Prepared, folder: Path) -> dict[str, Any]:
-    """Gather every result and rank the test users once more per model for its popularity profile."""
-    from foundrec.eval.popularity import interaction_shares, recommended_popularity
-    from foundrec.models import Recommender
-
-    k = min(10, max(p.evaluator.ks))
-    results = {}
+def _evaluate(models: dict[str, Path], fusions: dict[str, Path], folder: Path) -> dict[str, Any]:
+    """Gather every result the report shows; each model's test pass recorded its popularity profile."""
+    results: dict[str, Any] = {}
     for group, dirs in (("models", models), ("fusions", fusions)):
         results[group] = {}
         for name, run_dir in dirs.items():
             metrics = json.loads((run_dir / "metrics.json").read_text())
             epochs = run_dir / "epochs.json"
-            # Fusions score through their members: one more full pass each is not worth a plot.
-            model = Recommender.load(run_dir / "model") if group == "models" else None
             results[group][name] = {
                 "valid": metrics["valid"],
                 "test": metrics["test"],
                 "kind": metrics.get("model", ""),
                 "epochs": json.loads(epochs.read_text()) if epochs.is_file() else [],
-                "popularity": model and recommended_popularity(p.evaluator, model, p.split.test, k),
+                # Fusions are scored from candidate rows only: no top-K pass, no profile.
+                "popularity": metrics.get("popularity", {}).get("deciles"),
                 "params": metrics.get("params"),
                 "train_seconds": metrics.get("train_seconds"),
             }
+    first = json.loads((next(iter(models.values())) / "metrics.json").read_text())
     results.update(
-        popularity_k=k,
-        catalogue_popularity=interaction_shares(p.evaluator.item_counts),
-        data={"source": p.data.source, **p.data.interactions.stats()},
-        protocol=json.loads((next(iter(models.values())) / "metrics.json").read_text())["protocol"],
+        popularity_k=first["popularity"]["k"],
+        catalogue_popularity=first["popularity"]["training_interactions"],
+        data=first["data"],
+        protocol=first["protocol"],
     )
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     return {"models": list(models), "fusions": list(fusions)}

@@ -161,12 +161,14 @@ def write_report(out: Path, inputs: ReportInput) -> dict[str, Path]:
 def read_runs(run_dirs: Sequence[Path], title: str | None = None) -> ReportInput:
     """Results of `foundrec train` folders, named by folder, in the given order; one dataset only.
 
-    Runs of one model class with several parameter counts become the scaling plot's points.
-    Popularity profiles need the models themselves; the caller adds them (see eval/popularity.py).
+    Runs of one model class with several parameter counts become the scaling plot's points. Popularity
+    profiles come from metrics.json; runs written before it recorded them need the caller to rank again
+    (see eval/popularity.py).
     """
     models: dict[str, ModelResult] = {}
     data: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
+    popularity: dict[str, Any] = {}
     for run_dir in map(Path, run_dirs):
         metrics_file = run_dir / "metrics.json"
         if not metrics_file.is_file():
@@ -182,6 +184,7 @@ def read_runs(run_dirs: Sequence[Path], title: str | None = None) -> ReportInput
                 "a report compares runs on one dataset"
             )
         data, protocol = data or metrics.get("data", {}), protocol or metrics.get("protocol", {})
+        popularity = popularity or metrics.get("popularity", {})
         epochs_file = run_dir / "epochs.json"
         name = run_dir.resolve().name
         if name in models:
@@ -193,15 +196,23 @@ def read_runs(run_dirs: Sequence[Path], title: str | None = None) -> ReportInput
             epochs=json.loads(epochs_file.read_text()) if epochs_file.is_file() else [],
             params=metrics.get("params"),
             train_seconds=metrics.get("train_seconds"),
+            popularity=_deciles(metrics.get("popularity", {}), popularity.get("k")),
         )
     source = Path(str(data.get("source", ""))).parent.name or "runs"
     return ReportInput(
         title=title or f"foundrec report: {source}",
         models=models,
+        catalogue_popularity=popularity.get("training_interactions"),
+        popularity_k=popularity.get("k", 10),
         data=data,
         protocol=protocol,
         scaling=_scaling_points(models),
     )
+
+
+def _deciles(profile: dict[str, Any], k: int | None) -> list[float] | None:
+    """A run's recorded profile, if it counted the same top-K as the report's first run."""
+    return profile.get("deciles") if profile.get("k") == k else None
 
 
 def _scaling_points(models: dict[str, ModelResult]) -> list[ScalingPoint]:
