@@ -55,11 +55,9 @@ def _data_config(
     from foundrec.data.datasets import REGISTRY
 
     base: dict[str, Any] = {"data__data_dir": data_dir}
-    if data is None:  # the config file's dataset stands
-        pass
-    elif data in REGISTRY or data == "synthetic":
+    if data in REGISTRY or data == "synthetic":
         base["data__dataset"] = data
-    else:
+    elif data is not None:  # None: the config file's dataset stands
         base["data__path"] = data
     base.update(
         data__format=fmt,
