@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from foundrec.data.labeled import LabeledBatch, SideFeatures
-from foundrec.models.heads import SideEncoder
+from foundrec.models.heads import SideEncoder, task_loss, task_prediction
 from foundrec.models.mlp import MLPNet
 
 
@@ -33,16 +32,12 @@ class TorchRowModel:
         raise NotImplementedError
 
     def loss(self, batch: LabeledBatch) -> torch.Tensor:
-        out = self.forward(batch)
-        if self.task == "ctr":
-            return F.binary_cross_entropy_with_logits(out, batch.labels)
-        return F.mse_loss(out, batch.ratings)
+        return task_loss(self.task, self.forward(batch), batch)
 
     @torch.no_grad()
     def predict(self, batch: LabeledBatch) -> torch.Tensor:
         self.network_.eval()
-        out = self.forward(batch)
-        return torch.sigmoid(out) if self.task == "ctr" else out.clamp(1.0, 5.0)
+        return task_prediction(self.task, self.forward(batch))
 
     def train(self, mode: bool = True) -> None:
         self.network_.train(mode)

@@ -31,6 +31,18 @@ from foundrec.models.transformer import SequenceTransformer, TransformerConfig
 TASKS = ("ctr", "rating")
 
 
+def task_loss(task: str, out: torch.Tensor, batch: LabeledBatch) -> torch.Tensor:
+    """BCE on the like label for ctr (out: logits), MSE on the rating for rating."""
+    if task == "ctr":
+        return F.binary_cross_entropy_with_logits(out, batch.labels)
+    return F.mse_loss(out, batch.ratings)
+
+
+def task_prediction(task: str, out: torch.Tensor) -> torch.Tensor:
+    """P(like) for ctr, the rating clipped to 1..5 for rating."""
+    return torch.sigmoid(out) if task == "ctr" else out.clamp(1.0, 5.0)
+
+
 class SideEncoder(nn.Module):
     """One embedding per categorical field (age group, gender, occupation, year group) + a genre projection.
 
@@ -200,17 +212,13 @@ class SequenceTaskModel:
         ]
 
     def loss(self, batch: LabeledBatch) -> torch.Tensor:
-        out = self.network_(batch)
-        if self.config.task == "ctr":
-            return F.binary_cross_entropy_with_logits(out, batch.labels)
-        return F.mse_loss(out, batch.ratings)
+        return task_loss(self.config.task, self.network_(batch), batch)
 
     @torch.no_grad()
     def predict(self, batch: LabeledBatch) -> torch.Tensor:
         """P(like) for ctr, the rating (clipped to 1..5) for rating; (N,)."""
         self.network_.eval()
-        out = self.network_(batch)
-        return torch.sigmoid(out) if self.config.task == "ctr" else out.clamp(1.0, 5.0)
+        return task_prediction(self.config.task, self.network_(batch))
 
     def predict_proba(self, batch: LabeledBatch) -> torch.Tensor:
         if self.config.task != "ctr":
