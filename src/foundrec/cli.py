@@ -17,6 +17,7 @@ from rich.table import Table
 
 from foundrec.config import DataConfig, RunConfig, load_config
 from foundrec.errors import FoundrecError
+from foundrec.eval.report import SHOWN  # the columns a results table shows, in the report too
 
 app = typer.Typer(
     help="Pretrained sequential recommenders: data, training, evaluation.",
@@ -26,7 +27,6 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and fetch datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
-SHOWN = ("hr@10", "ndcg@10", "recall@20", "ndcg@20", "mrr", "coverage@10", "tail/ndcg@10", "cold/ndcg@10")
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help="Folder with the datasets (default $FOUNDREC_DATA or ../shared/data)."
