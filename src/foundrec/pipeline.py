@@ -9,6 +9,7 @@ left (pretraining from its last checkpoint).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -88,12 +89,10 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
     runner = StageRunner(out, restart_from, log)
-    prepared: list[Prepared] = []  # loaded once, only when a stage needs it
 
+    @functools.cache  # loaded once, only when a stage needs it
     def data() -> Prepared:
-        if not prepared:
-            prepared.append(prepare(cfg.run_config(cfg.pretrain)))
-        return prepared[0]
+        return prepare(cfg.run_config(cfg.pretrain))
 
     runner.run(
         "data",
