@@ -17,6 +17,7 @@ from foundrec.config import load_pipeline_config
 from foundrec.errors import FoundrecError
 from foundrec.fusion import load_model
 from foundrec.pipeline import run_pipeline
+from foundrec.serve.bundle import load_bundle
 
 CONFIG = """
 [data]
@@ -58,6 +59,15 @@ def test_rerun_skips_done_stages_and_redoes_changed_ones(tmp_path: Path) -> None
         assert (run / produced).is_file(), produced
     fused = load_model(run / "fuse" / "weighted")
     assert [m.name for m in fused.members] == ["sasrec", "pop"]
+    # the bundle serves the best on validation among what serving can run (pop alone cannot)
+    valid = {
+        n: r["valid"]["ndcg@10"] for n, r in {**first["models"], **first["fusions"]}.items() if n != "pop"
+    }
+    served = json.loads((run / "stages" / "bundle.done.json").read_text())["result"]["served"]
+    assert valid[served] == max(valid.values())
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+    assert manifest["model"] == ("sasrec" if served == "sasrec" else f"fusion-{served}")
+    assert manifest["ranker"] is None
     logs.clear()
     again = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=logs.append)
     assert again["models"] == first["models"]
@@ -129,3 +139,6 @@ def test_a_task_is_fine_tuned_from_the_pretrain_stage(tmp_path: Path) -> None:
     summary = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=lambda _: None)
     assert summary["task"]["mode"] == "lora" and 0.0 < summary["task"]["test"]["auc"] < 1.0
     assert (tmp_path / "run" / "finetune" / "model").is_dir()
+    manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    assert manifest["ranker"] == "sequence-head" and "ranker/tensors.pt" in manifest["files"]
+    assert load_bundle(tmp_path / "run" / "bundle").ranker is not None

@@ -332,14 +332,17 @@ def pipeline(
 
 @app.command()
 def bundle(
-    run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`."),
+    run_dir: Path = typer.Argument(..., help="A folder written by `foundrec train`, or a saved fusion."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write (replaced if it holds a bundle)."),
+    ranker: Path | None = typer.Option(
+        None, "--ranker", help="A `foundrec finetune` ctr run whose head re-orders the candidates."
+    ),
 ) -> None:
     """Export a trained run as a serving bundle: model, vocabularies, item vectors, checksums."""
     from foundrec.serve.bundle import export_bundle
 
     try:
-        path = export_bundle(run_dir, out)
+        path = export_bundle(run_dir, out, ranker=ranker)
     except FoundrecError as exc:
         _fail(exc)
     console.print(f"[green]ok[/] {path}")

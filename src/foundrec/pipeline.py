@@ -1,8 +1,9 @@
 """`foundrec pipeline`: the stages of one job, each writing into its own folder of the run.
 
 data -> pretrain -> finetune (when the config has a [task]) -> baselines -> fuse -> evaluate -> report
--> bundle. A stage is done when `stages/NAME.done.json` holds the fingerprint of its inputs (its
-settings and the fingerprints of the stages it reads). A rerun skips done stages whose fingerprint
+-> bundle (the servable model or fusion best on validation, with the fine-tuned CTR head as its ranking
+stage when the task is ctr). A stage is done when `stages/NAME.done.json` holds the fingerprint of its
+inputs (its settings and the fingerprints of the stages it reads). A rerun skips done stages whose fingerprint
 still matches, redoes those whose inputs changed, and lets an interrupted stage resume from what it
 left (pretraining from its last checkpoint).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from typing import Any
 
 from foundrec.config import ModelSpec, PipelineConfig
 from foundrec.errors import FoundrecError
+from foundrec.eval.report import SELECT_METRIC
 from foundrec.experiment import Prepared, prepare, train_run
 from foundrec.train.early_stopping import EpochLog
 
@@ -119,8 +122,16 @@ def run_pipeline(
         {"evaluate": runner.done["evaluate"]},
         lambda folder: _report(out, folder, cfg.data.dataset or str(cfg.data.path)),
     )
+    # The report picked by validation; the fine-tuned head (when there is a task) ranks its candidates.
+    bundle_inputs = {"report": runner.done["report"], "select": f"valid/{SELECT_METRIC}, servable"}
+    ranker = None
+    if cfg.task is not None and cfg.task.task == "ctr":
+        bundle_inputs["finetune"] = runner.done["finetune"]
+        ranker = out / "finetune"
     runner.run(
-        "bundle", {"pretrain": runner.done["pretrain"]}, lambda folder: _bundle(out / "pretrain", folder)
+        "bundle",
+        bundle_inputs,
+        lambda folder: _bundle(out, {**member_dirs, **fusion_dirs}, ranker, data, folder),
     )
     summary = json.loads((out / "metrics.json").read_text())
     if cfg.task is not None:  # the task's own metrics (AUC, GAUC, ... or RMSE) beside the ranking ones
@@ -269,8 +280,41 @@ def _report(out: Path, folder: Path, title: str) -> dict[str, Any]:
     return {"html": str(paths["html"])}
 
 
-def _bundle(run_dir: Path, folder: Path) -> dict[str, Any]:
+def _bundle(
+    out: Path, sources: dict[str, Path], ranker: Path | None, data: Callable[[], Prepared], folder: Path
+) -> dict[str, Any]:
+    """The servable model or fusion with the best validation NDCG@10 in the report, as a bundle."""
     from foundrec.serve.bundle import export_bundle
 
-    export_bundle(run_dir, folder)
-    return {"manifest": json.loads((folder / "manifest.json").read_text())}
+    name = _best_servable(json.loads((out / "metrics.json").read_text()), sources)
+    export_bundle(sources[name], folder, ranker=ranker, data=data().data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {"served": name, "ranker": manifest["ranker"], "manifest": manifest}
+
+
+def _best_servable(summary: dict[str, Any], sources: dict[str, Path]) -> str:
+    """Highest validation NDCG@10 among fusions and the models serving can run alone (sasrec, hstu, bpr).
+
+    Equal scores go to the first in the report's order (models, then fusions).
+    """
+    from foundrec.models import MODELS
+    from foundrec.models.base import DotProductRecommender
+
+    def servable(name: str) -> bool:
+        path = sources[name]
+        spec = json.loads(
+            ((path / "model" if (path / "model").is_dir() else path) / "model.json").read_text()
+        )
+        kind = MODELS.get(spec["model"])
+        return "members" in spec or (kind is not None and issubclass(kind, DotProductRecommender))
+
+    rows = {**summary["models"], **summary["fusions"]}
+    names = [n for n in rows if n in sources and servable(n)]
+    if not names:
+        raise FoundrecError("no model of this pipeline can be served (sasrec, hstu, bpr or a fusion)")
+
+    def score(name: str) -> float:
+        value = rows[name]["valid"].get(SELECT_METRIC)
+        return -math.inf if value is None else value
+
+    return max(names, key=score)

@@ -18,7 +18,7 @@ from foundrec.errors import FoundrecError
 class UserBatch:
     """Users and their histories (CSR), the input of `score`."""
 
-    users: torch.Tensor  # int64 [B]
+    users: torch.Tensor  # int64 [B]; -1: a user the model never trained on (an anonymous history)
     items: torch.Tensor  # int64 [nnz], each history in time order
     offsets: torch.Tensor  # int64 [B + 1]
 
@@ -51,6 +51,9 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    # Scores come from the training user's id, not the history (BPR, MLP): a user outside the training
+    # users (-1) gets a row of -inf, "no opinion", which a fusion reads as an empty list.
+    needs_user_id: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, train: Sequences, n_items: int) -> Self:

@@ -31,7 +31,15 @@ class BPR(PairwiseRecommender, DotProductRecommender):
 
     @torch.no_grad()
     def user_vectors(self, batch: UserBatch) -> torch.Tensor:
-        return self.net_["user"](batch.users)
+        """Zero for users outside the training users (`score` masks their rows)."""
+        users, known = self._known_users(batch.users)
+        return self.net_["user"](users) * known[:, None]
+
+    @torch.no_grad()
+    def score(self, batch: UserBatch) -> torch.Tensor:
+        scores = self.user_vectors(batch) @ self.item_vectors().T
+        scores[~self._known_users(batch.users)[1]] = -torch.inf
+        return scores
 
     @torch.no_grad()
     def item_vectors(self) -> torch.Tensor:

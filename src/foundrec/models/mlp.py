@@ -65,7 +65,10 @@ class MLPRecommender(PairwiseRecommender):
     @torch.no_grad()
     def score(self, batch: UserBatch) -> torch.Tensor:
         net = self.net_
-        u = net.first_user(net.user(batch.users))  # (B, h)
+        users, known = self._known_users(batch.users)
+        u = net.first_user(net.user(users))  # (B, h)
         i = net.first_item(net.item.weight)  # (N, h)
         step = max(1, (1 << 21) // i.numel())  # users per chunk: ~8 MB of activations
-        return torch.cat([net.logits(u[s : s + step, None, :], i[None]) for s in range(0, len(u), step)])
+        scores = torch.cat([net.logits(u[s : s + step, None, :], i[None]) for s in range(0, len(u), step)])
+        scores[~known] = -torch.inf
+        return scores

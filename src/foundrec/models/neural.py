@@ -21,6 +21,8 @@ class PairwiseRecommender(Recommender):
     epoch so the training layer can validate and stop early between epochs.
     """
 
+    needs_user_id = True
+
     def __init__(
         self,
         dim: int = 64,
@@ -38,6 +40,11 @@ class PairwiseRecommender(Recommender):
         self.epochs = epochs
         self.negatives = negatives
         self.seed = seed
+
+    def _known_users(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids safe to embed, [B] bool: a training user); unknown users embed as user 0, then get masked."""
+        known = (users >= 0) & (users < self.n_users_)
+        return torch.where(known, users, 0), known
 
     @abstractmethod
     def _build(self, n_users: int, n_items: int) -> nn.Module: ...

@@ -131,7 +131,10 @@ def create_app(bundle_path: Path, store_url: str, token: str | None = None, wind
         item = p.bundle.items.index(item_id)
         if item is None:
             raise HTTPException(404, f"unknown item {item_id!r}")
-        return _response(p.similar(item, k), p.version)
+        try:
+            return _response(p.similar(item, k), p.version)
+        except service.NoItemVectors as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.delete("/v1/users/{user_id}", response_model=Deleted, dependencies=[Depends(authorised)])
     async def forget(user_id: Id, s: Store) -> Deleted:
@@ -196,6 +199,7 @@ def _response(rec: service.Recommendation, version: str) -> RecommendResponse:
         model_version=version,
         source=rec.source,
         history_size=rec.history_size,
+        ranked_by=rec.ranked_by,
     )
 
 

@@ -1,7 +1,7 @@
-"""Micro-batching: concurrent requests share one encoder forward pass and one index search.
+"""Micro-batching: concurrent requests share one forward pass (retrieval, or the CTR head's ranking).
 
 One worker task takes every query waiting in the queue (up to `max_batch`), waits at most `window`
-seconds for more, then encodes and searches in a worker thread, so the event loop keeps accepting
+seconds for more, then runs `work` on the batch in a worker thread, so the event loop keeps accepting
 requests meanwhile. Requests that arrive during a forward pass form the next batch: under load batches
 grow by themselves, and a lone request waits only `window`.
 """
@@ -10,32 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
-import numpy as np
-import torch
-
-from foundrec.models.base import UserBatch
-from foundrec.serve.bundle import Bundle
-from foundrec.serve.index import ItemIndex
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
-@dataclass
-class Query:
-    user: int  # the user's vocabulary index (factor models need it); 0 when only the history matters
-    history: np.ndarray  # int64 item indices, time order
-    n: int  # candidates wanted
-    done: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+class MicroBatcher(Generic[Q, R]):
+    """`await submit(query)` -> `work([..., query, ...])[its place]`; `work` returns one result per query."""
 
-
-class EncoderBatcher:
-    def __init__(self, bundle: Bundle, index: ItemIndex, window: float = 0.001, max_batch: int = 64) -> None:
-        self.bundle = bundle
-        self.index = index
+    def __init__(
+        self, work: Callable[[list[Q]], list[R]], window: float = 0.001, max_batch: int = 64
+    ) -> None:
+        self.work = work
         self.window = window
         self.max_batch = max_batch
-        self.queue: asyncio.Queue[Query] = asyncio.Queue()
-        self.batch_sizes: list[int] = []  # recent batch sizes, read by /metrics
+        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue()
+        self.batch_sizes: list[int] = []  # recent batch sizes
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -47,10 +39,9 @@ class EncoderBatcher:
         if self.task is not None:
             self.task.cancel()
 
-    async def search(self, user: int, history: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, item indices) of the top-n items for one user or history."""
+    async def submit(self, query: Q) -> R:
         done = asyncio.get_running_loop().create_future()
-        await self.queue.put(Query(user, history, n, done))
+        await self.queue.put((query, done))
         return await done
 
     async def _run(self) -> None:
@@ -69,28 +60,16 @@ class EncoderBatcher:
                 except TimeoutError:
                     break
             try:
-                results = await asyncio.to_thread(self._encode_and_search, batch)
-                for query, result in zip(batch, results, strict=True):
-                    if not query.done.done():
-                        query.done.set_result(result)
+                results = await asyncio.to_thread(self.work, [query for query, _ in batch])
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
             except Exception as exc:  # one bad batch fails its requests, not the worker
-                for query in batch:
-                    if not query.done.done():
-                        query.done.set_exception(exc)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
             finally:
                 self.batch_sizes.append(len(batch))
                 del self.batch_sizes[:-1000]
                 for _ in batch:
                     self.queue.task_done()
-
-    def _encode_and_search(self, batch: list[Query]) -> list[tuple[np.ndarray, np.ndarray]]:
-        histories = [q.history[-self.bundle.max_len :] if self.bundle.max_len else q.history for q in batch]
-        lengths = np.array([len(h) for h in histories], dtype=np.int64)
-        users = UserBatch(
-            users=torch.tensor([q.user for q in batch], dtype=torch.int64),
-            items=torch.from_numpy(np.concatenate(histories).astype(np.int64)),
-            offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)])),
-        )
-        queries = self.bundle.model.user_vectors(users).numpy()
-        scores, items = self.index.search(queries, max(q.n for q in batch))
-        return [(scores[i, : q.n], items[i, : q.n]) for i, q in enumerate(batch)]

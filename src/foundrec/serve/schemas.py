@@ -45,7 +45,10 @@ class RecommendRequest(Body):
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float
+    score: float | None = Field(
+        description="The ranking stage's score (P(like) when ranked_by is ctr); null for items filled in "
+        "by popularity after a fusion's candidates ran out."
+    )
 
 
 class RecommendResponse(BaseModel):
@@ -53,6 +56,10 @@ class RecommendResponse(BaseModel):
     model_version: str
     source: Literal["model", "popular"] = Field(description="popular: nothing was known to encode.")
     history_size: int = Field(description="Interactions the recommendation was computed from.")
+    ranked_by: Literal["retrieval", "fusion", "ctr", "popular"] = Field(
+        description="The stage that ordered the items: the retrieval model's inner product, the fused "
+        "score, the bundle's CTR head, or popularity."
+    )
 
 
 class EventIn(Body):

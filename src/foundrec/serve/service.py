@@ -1,24 +1,37 @@
-"""Per request: history (bundle, store, request) -> encoder -> ANN candidates -> filters -> top k.
+"""Per request: history (bundle, store, request) -> retrieval -> filters -> CTR ranking -> top k.
 
-Users with nothing to encode (unknown, no events, no `history`) get the most popular items that pass
-the same filters. When filters or exclusions remove so many candidates that fewer than k remain, the
-whole allowed catalogue is scored exactly, so a strict filter never returns a short list by accident.
+Retrieval is the bundle's dot-product model over its FAISS index, or the bundle's fusion over its
+members' candidates (serve/scoring.py). With a CTR head in the bundle, the first RANK_POOL allowed
+candidates are re-ordered by P(like) and the probability is the score. Users with nothing to score
+(unknown, no events, no `history`) get the most popular items that pass the same filters. When filters
+or exclusions remove so many candidates that fewer than k remain, the whole allowed catalogue is
+searched exactly, so a strict filter never returns a short list by accident; a fusion, which scores only
+its members' candidates, fills the rest with the most popular allowed items, unscored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from foundrec.serve.batcher import EncoderBatcher
+from foundrec.serve.batcher import MicroBatcher
 from foundrec.serve.bundle import Bundle
 from foundrec.serve.index import ItemIndex
+from foundrec.serve.scoring import (
+    CTRRanker,
+    DotProductRetriever,
+    FusionRetriever,
+    Query,
+    RankQuery,
+    event_feedback,
+)
 from foundrec.serve.store import EventStore
 
 HISTORY_EVENTS = 200  # most recent store events read per request
 CANDIDATE_MARGIN = 50  # extra ANN candidates beyond k + exclusions, for filters
+RANK_POOL = 100  # allowed candidates the CTR head re-orders (at least k)
 
 
 class UnknownItems(ValueError):
@@ -42,32 +55,48 @@ class Filters:
     attributes: dict[str, list[str]] = field(default_factory=dict)  # column -> allowed values
 
 
+class NoItemVectors(ValueError):
+    """The bundle's model has no item vectors (a fusion without a dot-product member)."""
+
+
 @dataclass
 class Recommendation:
     items: list[str]
-    scores: list[float]
+    scores: list[float | None]  # None: filled from popularity after a fusion's candidates ran out
     source: str  # "model" or "popular"
     history_size: int
+    ranked_by: str  # "retrieval", "fusion", "ctr" or "popular"
 
 
 class ServingPipeline:
-    """One bundle version: its index and encoder batcher. A reload builds a new one and swaps it in."""
+    """One bundle version: its index and micro-batchers. A reload builds a new one and swaps it in."""
 
     def __init__(self, bundle: Bundle, window: float = 0.001) -> None:
         self.bundle = bundle
-        self.index = ItemIndex(bundle.item_vectors)
-        self.batcher = EncoderBatcher(bundle, self.index, window=window)
+        self.n_items = len(bundle.items)
+        self.index = None if bundle.item_vectors is None else ItemIndex(bundle.item_vectors)
+        if bundle.fusion is not None:
+            retrieve = FusionRetriever(bundle.fusion)
+        else:
+            assert self.index is not None and bundle.retriever is not None
+            retrieve = DotProductRetriever(bundle.retriever, self.index, bundle.max_len)
+        self.retrieval = MicroBatcher(retrieve, window)
+        self.ranking = None if bundle.ranker is None else MicroBatcher(CTRRanker(bundle.ranker), window)
         self.popular = np.argsort(-bundle.popularity, kind="stable")
         self.in_flight = 0  # requests between their start and their answer, for a reload to wait on
 
     def start(self) -> None:
-        self.batcher.start()
+        self.retrieval.start()
+        if self.ranking is not None:
+            self.ranking.start()
 
     async def close(self) -> None:
-        """Wait for the requests already running on this version, then stop its encoder worker."""
+        """Wait for the requests already running on this version, then stop its workers."""
         while self.in_flight:
             await asyncio.sleep(0.005)
-        await self.batcher.stop()
+        await self.retrieval.stop()
+        if self.ranking is not None:
+            await self.ranking.stop()
 
     @property
     def version(self) -> str:
@@ -93,13 +122,41 @@ class ServingPipeline:
     ) -> Recommendation:
         """Top k for a user (store history, events included) or an anonymous `history`.
 
-        Counted in `in_flight` so a reload never stops the encoder under a running request.
+        Counted in `in_flight` so a reload never stops a worker under a running request.
         """
         self.in_flight += 1
         try:
             return await self._recommend(store, user_id, k, exclude_seen, exclude_items, filters, history)
         finally:
             self.in_flight -= 1
+
+    async def _history(
+        self, store: EventStore, user: int | None, user_id: str | None, history: list[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(items, like/dislike feedback): the bundle's training history, store events, then `history`."""
+        items, feedback = [], []
+        if user is not None:
+            items.append(self.bundle.user_history(user))
+            if self.bundle.history_feedback is not None:
+                feedback.append(self.bundle.user_feedback(user))
+        if user_id is not None:
+            events = await store.recent(user_id, HISTORY_EVENTS)
+            # Events were checked against the bundle that accepted them; a newer bundle may lack some.
+            known = [(self.bundle.items.index(e.item_id), e) for e in events]
+            known = [(i, e) for i, e in known if i is not None]
+            items.append(np.array([i for i, _ in known], dtype=np.int64))
+            feedback.append(np.array([event_feedback(e.type, e.value) for _, e in known], dtype=np.int64))
+        asked = self.item_indices(history or [], "history")
+        items.append(asked)
+        feedback.append(np.ones(len(asked), dtype=np.int64))  # items a client sends: consumed, liked
+        seq = np.concatenate(items)
+        return seq, (np.concatenate(feedback) if self.ranking is not None else seq[:0])
+
+    def _can_score(self, user: int | None, seq: np.ndarray) -> bool:
+        """A fusion scores any history or known user; sequence models any history, factor models users."""
+        if self.bundle.fusion is not None:
+            return len(seq) > 0 or user is not None
+        return user is not None if self.bundle.model.needs_user_id else len(seq) > 0
 
     async def _recommend(
         self,
@@ -112,38 +169,49 @@ class ServingPipeline:
         history: list[str] | None,
     ) -> Recommendation:
         user = self.bundle.users.index(user_id) if user_id is not None else None
-        parts = [self.item_indices(history or [], "history")]
-        if user_id is not None:
-            events = await store.recent(user_id, HISTORY_EVENTS)
-            # Events were checked against the bundle that accepted them; a newer bundle may lack some.
-            parts.insert(0, self.item_indices([e.item_id for e in events], "events", strict=False))
-        if user is not None:
-            parts.insert(0, self.bundle.user_history(user))
-        seq = np.concatenate(parts)
+        seq, feedback = await self._history(store, user, user_id, history)
         blocked = self._blocked(seq if exclude_seen else seq[:0], exclude_items or [], filters)
-        n_blocked = int(blocked.sum())
-        # Sequence models encode any non-empty history; factor models only their training users.
-        if len(seq) > 0 if self.bundle.encodes_history else user is not None:
-            n = min(self.index.n_items, k + n_blocked + CANDIDATE_MARGIN)
-            scores, items = await self.batcher.search(user or 0, seq, n)
-            if n < self.index.n_items and int((~blocked[items[items >= 0]]).sum()) < k:
-                scores, items = await self.batcher.search(user or 0, seq, self.index.n_items)
-            keep = (items >= 0) & ~blocked[np.maximum(items, 0)]
-            return Recommendation(self._ids(items[keep][:k]), scores[keep][:k].tolist(), "model", len(seq))
+        if not self._can_score(user, seq):
+            return self._popular(blocked, k, len(seq))
+        wanted = k if self.ranking is None else max(k, RANK_POOL)
+        n = min(self.n_items, wanted + int(blocked.sum()) + CANDIDATE_MARGIN)
+        query = Query(-1 if user is None else user, seq, n)
+        scores, items = await self.retrieval.submit(query)
+        ranked_by = "retrieval" if self.bundle.fusion is None else "fusion"
+        allowed = lambda found: (found >= 0) & ~blocked[np.maximum(found, 0)]  # noqa: E731
+        if ranked_by == "retrieval" and n < self.n_items and int(allowed(items).sum()) < min(k, wanted):
+            scores, items = await self.retrieval.submit(replace(query, n=self.n_items))
+        keep = allowed(items)
+        items, listed = items[keep][:wanted], scores[keep][:wanted].tolist()
+        if len(items) < k:  # a fusion's candidates ran out
+            extra = self.popular[~blocked[self.popular] & ~np.isin(self.popular, items)][: k - len(items)]
+            items, listed = np.concatenate([items, extra]), listed + [None] * len(extra)
+        if len(items) == 0 or all(s is None for s in listed):  # e.g. only user-id members, unknown user
+            return self._popular(blocked, k, len(seq))
+        if self.ranking is not None and len(seq) > 0:
+            probs = await self.ranking.submit(RankQuery(query.user, seq, feedback, items))
+            order = np.argsort(-probs, kind="stable")
+            items, listed, ranked_by = items[order], probs[order].tolist(), "ctr"
+        return Recommendation(self._ids(items[:k]), listed[:k], "model", len(seq), ranked_by)
+
+    def _popular(self, blocked: np.ndarray, k: int, history_size: int) -> Recommendation:
         items = self.popular[~blocked[self.popular]][:k]
-        return Recommendation(
-            self._ids(items), self.bundle.popularity[items].astype(float).tolist(), "popular", len(seq)
-        )
+        scores = self.bundle.popularity[items].astype(float).tolist()
+        return Recommendation(self._ids(items), scores, "popular", history_size, "popular")
 
     def similar(self, item: int, k: int) -> Recommendation:
         """Items whose vectors have the largest inner product with this item's, the item itself left out."""
+        if self.index is None or self.bundle.item_vectors is None:
+            raise NoItemVectors(f"model {self.bundle.model.name} has no item vectors to compare items with")
         scores, items = self.index.search(self.bundle.item_vectors[item : item + 1], k + 1)
         keep = (items[0] >= 0) & (items[0] != item)
-        return Recommendation(self._ids(items[0][keep][:k]), scores[0][keep][:k].tolist(), "model", 0)
+        return Recommendation(
+            self._ids(items[0][keep][:k]), scores[0][keep][:k].tolist(), "model", 0, "retrieval"
+        )
 
     def _blocked(self, seen: np.ndarray, exclude: list[str], filters: Filters | None) -> np.ndarray:
         """[n_items] bool: items that must not be recommended."""
-        blocked = np.zeros(self.index.n_items, dtype=bool)
+        blocked = np.zeros(self.n_items, dtype=bool)
         blocked[seen] = True
         blocked[self.item_indices(exclude, "exclude_items", strict=False)] = True
         if filters is None:
