@@ -12,7 +12,7 @@ from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNorm
 from foundrec.data.sequences import Sequences
 from foundrec.data.split import EvalSet
 from foundrec.eval.ranking import FullRankingEvaluator, target_ranks, top_items
-from foundrec.models.base import Recommender, UserBatch
+from foundrec.models.base import DotProductRecommender, Recommender, UserBatch
 
 
 class FixedScores(Recommender):
@@ -161,3 +161,48 @@ def test_chunked_top_items_equal_topk(n_items: int) -> None:
     scores[3, 5:30] = torch.arange(25.0)  # a row whose best items sit in one chunk
     expected = torch.topk(scores, 20, dim=1).indices
     assert torch.equal(top_items(scores, 20, chunk=16), expected)
+
+
+class FixedFactors(DotProductRecommender):
+    """score = users @ items.T from stored factors (test helper): the evaluator's cache-blocked path."""
+
+    name = "fixed-factors"
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        self.users, self.items = users, items
+
+    def fit(self, train, n_items):  # pragma: no cover - not trained
+        return self
+
+    def user_vectors(self, batch: UserBatch) -> torch.Tensor:
+        return self.users[batch.users]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.items
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_dot_product_path_equals_dense_scores(monkeypatch: pytest.MonkeyPatch, exclude_seen: bool) -> None:
+    """Blocked, threaded ranking of a factor model == ranking its dense score table (ties included)."""
+    import foundrec.eval.ranking as ranking
+
+    monkeypatch.setattr(ranking, "ENCODE_CHUNK", 24)  # several encode chunks, each of several blocks
+    rng = np.random.default_rng(5)
+    n_users, n_items, dim = 90, 300, 4
+    # small integers: every product is exact in float32 whatever the block shape, and ties are common
+    users = torch.from_numpy(rng.integers(-2, 3, (n_users, dim)).astype(np.float32))
+    items = torch.from_numpy(rng.integers(-2, 3, (n_items, dim)).astype(np.float32))
+    histories = [list(rng.choice(n_items, rng.integers(0, 6), replace=False)) for _ in range(n_users)]
+    targets = [list(rng.choice(n_items, rng.integers(1, 3), replace=False)) for _ in range(n_users)]
+    data = EvalSet(csr(histories, list(range(n_users))), csr(targets, list(range(n_users))))
+    evaluator = FullRankingEvaluator(np.arange(n_items), exclude_seen=exclude_seen, batch_size=5)
+    tops: dict[str, list[torch.Tensor]] = {"dense": [], "dot": []}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two worker threads
+    try:
+        dot = evaluator.evaluate(FixedFactors(users, items), data, on_top=tops["dot"].append)
+    finally:
+        torch.set_num_threads(threads)
+    dense = evaluator.evaluate(FixedScores(users @ items.T), data, on_top=tops["dense"].append)
+    assert dot == dense
+    assert torch.equal(torch.cat(tops["dot"]), torch.cat(tops["dense"]))
