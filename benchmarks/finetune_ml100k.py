@@ -44,8 +44,12 @@ FT_B = FinetuneConfig(
 )
 HEAD_B = HeadConfig(prior=True)
 SHOTS = (16, 64, 256)
-# LoRA on the blocks and the item table, rank 2: the best LoRA on protocol (a)'s validation AUC (docs).
-LORA_ITEMS = HeadConfig(mode="lora", lora_rank=2, lora_alpha=4.0, lora_items=True)
+# LoRA on the blocks and the item table, rank 1: with the 16-wide head it trains under 5% of the whole
+# model and matched full fine-tuning on protocol (a)'s validation AUC (docs).
+LORA_ITEMS = HeadConfig(mode="lora", lora_rank=1, lora_alpha=2.0, lora_items=True)
+# Within-user ranking term (models/heads.py): weight 1.0 is the smallest of {0.3, 1.0} whose validation
+# GAUC reached logistic regression's (0.6938 vs 0.6933), at 2 points of validation AUC (docs).
+RANK_A = HeadConfig(rank_weight=1.0)
 
 Job = tuple[str, Callable[[], dict]]
 
@@ -74,6 +78,8 @@ def jobs_a(pre: Path) -> Iterator[Job]:
     for seed in range(SEEDS_A):
         yield tuned("scratch", HeadConfig(), True, seed)
         yield tuned("pretrained+full", HeadConfig(), False, seed)
+    for seed in range(SEEDS_A):
+        yield tuned("pretrained+lora+items", LORA_ITEMS, False, seed)
     for mode in ("lora", "adapter", "probe"):
         yield tuned(f"pretrained+{mode}", HeadConfig(mode=mode), False, 0)
     for name in ("logreg", "mlp", "deepfm"):
@@ -83,11 +89,12 @@ def jobs_a(pre: Path) -> Iterator[Job]:
     yield "rating/pretrained+full/0", lambda: finetune_run(pre, task, ids, HeadConfig(task="rating"), FT_A)
     yield "rating/biased-mf-tuned/0", lambda: tuned_mf(task)
     yield "rating/train-mean/0", lambda: constant_rating(task)
-    for seed in range(SEEDS_A):
-        yield tuned("pretrained+lora+items", LORA_ITEMS, False, seed)
     for seed in range(SEEDS_A):  # protocol (b)'s prior path, on all labels
         yield tuned("scratch+prior", HeadConfig(prior=True), True, seed)
         yield tuned("pretrained+full+prior", HeadConfig(prior=True), False, seed)
+    for seed in range(SEEDS_A):  # the within-user ranking term: GAUC traded against AUC (docs)
+        yield tuned("scratch+rank", RANK_A, True, seed)
+        yield tuned("pretrained+full+rank", RANK_A, False, seed)
     for seed in range(1, SEEDS_A):  # the other modes' seeds last: their rows are not the main claim
         for mode in ("lora", "adapter", "probe"):
             yield tuned(f"pretrained+{mode}", HeadConfig(mode=mode), False, seed)

@@ -389,6 +389,9 @@ def finetune(
     min_epochs: int = typer.Option(0, "--min-epochs", help="No early stop before this epoch."),
     lora_rank: int = typer.Option(4, "--lora-rank", help="LoRA rank (alpha = 2 x rank)."),
     lora_items: bool = typer.Option(False, "--lora-items", help="LoRA also adapts the item table."),
+    rank_weight: float = typer.Option(
+        0.0, "--rank-weight", help="Add a within-user ranking term (GAUC) with this weight to the BCE."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/finetune-TASK-MODE)."),
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
@@ -410,6 +413,7 @@ def finetune(
             lora_rank=lora_rank,
             lora_alpha=2.0 * lora_rank,
             lora_items=lora_items,
+            rank_weight=rank_weight,
         )
         ft = FinetuneConfig(
             lr=lr,

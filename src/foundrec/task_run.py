@@ -227,6 +227,9 @@ def finetune_run(
         temperature=pre.temperature or 1.0,
         log_prior=None if scratch else pre.state["log_prior"],
     )
+    if head.bias_from_data:
+        targets = ev.labels[rows] if head.task == "ctr" else ev.ratings[rows]
+        model.init_biases(ev.items[rows], targets)
     if on_model:
         on_model(model)
     history = task.history or pre.config.max_len

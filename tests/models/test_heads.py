@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from foundrec.data.labeled import TaskData, make_batch, row_windows
 from foundrec.models.adapters import LoRAEmbedding, LoRALinear, count_parameters
-from foundrec.models.heads import HeadConfig, SequenceTaskModel
+from foundrec.models.heads import HeadConfig, SequenceTaskModel, within_user_rank_loss
 from foundrec.models.transformer import SequenceTransformer, preset
 
 CFG = preset("tiny", dim=16, dropout=0.0)
@@ -183,4 +187,75 @@ def test_prior_head_save_load_round_trip(rated_task: TaskData, tmp_path) -> None
     train_steps(model, batch, 2)
     model.save(tmp_path / "head")
     loaded = SequenceTaskModel.load(tmp_path / "head")
+    assert torch.allclose(model.predict_proba(batch), loaded.predict_proba(batch), atol=1e-6)
+
+
+def test_item_biases_start_at_each_items_shrunk_training_log_odds(rated_task: TaskData) -> None:
+    model = model_for(rated_task, "probe", bias_shrinkage=2.0)
+    items, targets = np.array([0, 0, 0, 1, 2, 2]), np.array([1.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    model.init_biases(items, targets)
+    mean = targets.mean()
+    rates = np.array([(2 + 2 * mean) / 5, (0 + 2 * mean) / 3, (2 + 2 * mean) / 4, mean])  # item 3 unseen
+    net = model.network_
+    started = (net.item_bias.weight[:4, 0] + net.offset).detach().numpy()
+    assert np.allclose(started, np.log(rates / (1 - rates)), atol=1e-5)
+    assert net.user_bias is None  # off by default: user offsets leave within-user ranking unchanged
+
+
+def test_item_bias_recovers_a_known_per_item_effect_and_ranks_a_users_candidates(
+    rated_task: TaskData,
+) -> None:
+    rng = np.random.default_rng(1)
+    n_items = rated_task.events.n_items
+    effect = rng.normal(0.0, 1.5, n_items)
+    items = rng.integers(0, n_items, 40_000)
+    labels = (rng.random(len(items)) < 1 / (1 + np.exp(-effect[items]))).astype(np.float64)
+    model = model_for(rated_task, "full")
+    model.init_biases(items, labels)
+    learned = model.network_.item_bias.weight[:, 0].detach().numpy()
+    assert np.corrcoef(learned, effect)[0, 1] > 0.95
+    # One history, every item as the candidate: the untrained head ranks them by their effect.
+    one = batch_of(rated_task, 1)
+    every = replace(
+        one,
+        row=one.row.repeat(n_items),
+        position=one.position.repeat(n_items),
+        users=one.users.repeat(n_items),
+        items=torch.arange(n_items),
+        labels=torch.zeros(n_items),
+        ratings=torch.zeros(n_items),
+    )
+    probs = model.predict_proba(every).numpy()
+    assert np.corrcoef(np.argsort(np.argsort(probs)), np.argsort(np.argsort(effect)))[0, 1] > 0.9
+
+
+def test_rating_head_starts_items_at_their_shrunk_mean_rating(rated_task: TaskData) -> None:
+    model = model_for(rated_task, "probe", task="rating", bias_shrinkage=0.0)
+    model.init_biases(np.array([0, 0, 1]), np.array([5.0, 4.0, 1.0]))
+    net = model.network_
+    assert torch.allclose(net.item_bias.weight[:2, 0] + net.offset, torch.tensor([4.5, 1.0]))
+
+
+def test_within_user_rank_loss_pairs_liked_and_disliked_rows_of_one_window(rated_task: TaskData) -> None:
+    batch = replace(
+        batch_of(rated_task, 4),
+        row=torch.tensor([0, 0, 0, 1]),
+        labels=torch.tensor([1.0, 0.0, 0.0, 0.0]),
+    )
+    logits = torch.tensor([2.0, 1.0, -1.0, 5.0])  # window 1's row has no pair
+    expected = (F.softplus(torch.tensor(-1.0)) + F.softplus(torch.tensor(-3.0))) / 2
+    assert torch.allclose(within_user_rank_loss(logits, batch), expected)
+    alone = replace(batch, row=torch.arange(4))
+    assert within_user_rank_loss(logits, alone) == 0
+
+
+def test_a_head_saved_before_user_bias_was_optional_still_loads(rated_task: TaskData, tmp_path) -> None:
+    model, batch = model_for(rated_task, "probe", user_bias=True), batch_of(rated_task)
+    model.save(tmp_path / "head")
+    spec = json.loads((tmp_path / "head" / "model.json").read_text())
+    for key in ("user_bias", "bias_from_data", "bias_shrinkage", "rank_weight"):
+        del spec["head"][key]  # as written before these options existed
+    (tmp_path / "head" / "model.json").write_text(json.dumps(spec))
+    loaded = SequenceTaskModel.load(tmp_path / "head")
+    assert loaded.network_.user_bias is not None
     assert torch.allclose(model.predict_proba(batch), loaded.predict_proba(batch), atol=1e-6)

@@ -82,8 +82,8 @@ class AdaptedBlock(nn.Module):
         super().__init__()
         self.block, self.adapter = block, adapter
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adapter(self.block(x))
+    def forward(self, x: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
+        return self.adapter(self.block(x, last))  # `last`: as the block's (SequenceTransformer.forward)
 
 
 def add_lora(
