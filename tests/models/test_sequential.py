@@ -28,6 +28,19 @@ def test_position_t_never_sees_later_items(block: str) -> None:
     assert not torch.allclose(a[:, 7:], b[:, 7:])
 
 
+@pytest.mark.parametrize("block", ["sasrec", "hstu"])
+def test_last_position_path_equals_full_forward(block: str) -> None:
+    """Scoring computes only each row's last real position in the final block: same states as in full."""
+    torch.manual_seed(0)
+    net = SequenceTransformer(50, preset("tiny", block=block, dropout=0.0, n_layers=2)).eval()
+    tokens = torch.randint(0, 50, (6, 12))
+    last = torch.tensor([0, 3, 11, 7, 5, 1])
+    tokens[torch.arange(12) > last[:, None]] = 50  # right padding after each row's last item
+    with torch.no_grad():
+        full = net(tokens)[torch.arange(6), last]
+        assert torch.allclose(net(tokens, last=last), full, atol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [SequentialRecommender, HSTURecommender])
 def test_scores_do_not_depend_on_batch_padding(cls: type[SequentialRecommender], small_split: Split) -> None:
     model = cls(**TINY, epochs=1).fit(small_split.train, small_split.n_items)

@@ -50,6 +50,11 @@ class SequentialRecommender(DotProductRecommender):
         grad_clip: float = 1.0,
         epochs: int = 200,  # upper bound; early stopping on validation ends sooner
         text: bool | str = False,  # fuse item text embeddings with the ids; a string names the text model
+        text_init: str = "random",  # with text: "pca" starts the text projection on the text's principal axes
+        text_freeze: bool = False,  # with text: keep the text projection at its initial value
+        id_init: float = 0.02,  # with text: id embedding init std; 0 makes ids a residual on the text vector
+        id_dropout: float = 0.0,  # with text: chance an item's id vector is dropped in training
+        id_gate: float = 0.0,  # with text: > 0 gates id vectors by training count (0.5 at this count)
         device: str = "auto",  # "auto": cuda when available, else cpu
         seed: int = 0,
     ) -> None:
@@ -72,6 +77,11 @@ class SequentialRecommender(DotProductRecommender):
         self.grad_clip = grad_clip
         self.epochs = epochs
         self.text = text
+        self.text_init = text_init
+        self.text_freeze = text_freeze
+        self.id_init = id_init
+        self.id_dropout = id_dropout
+        self.id_gate = id_gate
         self.device = device
         self.seed = seed
 
@@ -80,7 +90,16 @@ class SequentialRecommender(DotProductRecommender):
             raise FoundrecError(f"unknown model size {self.size!r}; choose one of {', '.join(PRESETS)}")
         given = {"n_layers": self.n_layers, "n_heads": self.n_heads, "dim": self.dim, "max_len": self.max_len}
         overrides = {k: v for k, v in given.items() if v is not None}
-        return preset(self.size, block=self.block, dropout=self.dropout, text_dim=text_dim, **overrides)
+        fusion = {
+            "text_init": self.text_init,
+            "text_freeze": self.text_freeze,
+            "id_init": self.id_init,
+            "id_dropout": self.id_dropout,
+            "id_gate": self.id_gate,
+        }
+        return preset(
+            self.size, block=self.block, dropout=self.dropout, text_dim=text_dim, **fusion, **overrides
+        )
 
     def set_item_text(self, embeddings: np.ndarray) -> Self:
         """Fixed text vectors [n_items, d] in vocabulary order, fused into the item encoder at build time."""
@@ -101,7 +120,9 @@ class SequentialRecommender(DotProductRecommender):
             raise FoundrecError("text=true needs item text embeddings (set_item_text) for this dataset")
         torch.manual_seed(self.seed)
         self.n_items_ = n_items
-        self.network_ = SequenceTransformer(n_items, self.config(0 if text is None else text.shape[1]), text)
+        train_counts = None if item_counts is None else torch.as_tensor(item_counts, dtype=torch.float32)
+        cfg = self.config(0 if text is None else text.shape[1])
+        self.network_ = SequenceTransformer(n_items, cfg, text, train_counts)  # counts feed the id gate
         self.network_.to(self.torch_device())
         counts = np.ones(n_items) if item_counts is None else item_counts + 1.0
         self.register_log_prior(counts)
@@ -167,8 +188,8 @@ class SequentialRecommender(DotProductRecommender):
             tokens, size = pad_right(
                 batch.items, batch.offsets, rows, self.network_.cfg.max_len, self.n_items_
             )
-            hidden = self.network_(tokens.to(device))
-            out[rows.to(device)] = hidden[torch.arange(len(rows)), (size - 1).clamp(min=0).to(device)].float()
+            last = (size - 1).clamp(min=0).to(device)
+            out[rows.to(device)] = self.network_(tokens.to(device), last=last).float()
         return out
 
     def n_parameters(self) -> int:
