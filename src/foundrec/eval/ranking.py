@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,27 +101,21 @@ class FullRankingEvaluator:
             yield self._rank_block(scores, data, start)
 
     def _dot_product_blocks(self, model: DotProductRecommender, data: EvalSet) -> Iterator[Block]:
-        """score = user vectors @ item vectors.T, ranked in blocks small enough to stay in a core's cache.
+        """score = user vectors @ item vectors.T, in blocks of about 4 MB, which stay in the CPU's cache.
 
-        Why: the product is the bulk of a pass, and a block that spills from L2 to memory makes it
-        memory-bound (Beauty: 1.1 GB of scores per pass). Blocks of ~1 MB are ranked where they were
-        computed, by one worker thread per torch thread, each running single-threaded torch ops; user
-        vectors are encoded beforehand in large chunks, with all threads, as encoders prefer.
+        Why: the product is the bulk of a pass, and blocks that spill to memory make it memory-bound
+        (Beauty: 1.1 GB of scores per pass). User vectors are encoded beforehand in large chunks, as
+        encoders prefer, so the block size serves the product and the ranking alone.
         """
         n_items = len(self.item_counts)
         items = model.item_vectors().float()
         step = self.batch_size or max(8, CACHE_BLOCK_BYTES // (4 * n_items))
         chunk = max(step, ENCODE_CHUNK // step * step)
-        workers = max(1, torch.get_num_threads())
         for chunk_start in range(0, len(data), chunk):
             histories = UserBatch.from_sequences(data.history, chunk_start, chunk_start + chunk)
             users = model.user_vectors(histories).float()
-
-            def block(offset: int, users: torch.Tensor = users, base: int = chunk_start) -> Block:
-                return self._rank_block(users[offset : offset + step] @ items.T, data, base + offset)
-
-            with _single_threaded_torch(workers) as pool:
-                yield from pool.map(block, range(0, len(users), step))
+            for offset in range(0, len(users), step):
+                yield self._rank_block(users[offset : offset + step] @ items.T, data, chunk_start + offset)
 
     def _rank_block(self, scores: torch.Tensor, data: EvalSet, start: int) -> Block:
         """(target ranks, their user rows, [B, max(ks)] top items) of one block of users."""
@@ -138,24 +130,8 @@ class FullRankingEvaluator:
 
 
 Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-CACHE_BLOCK_BYTES = 1 << 20  # score block size for dot-product models: about one core's L2 cache
+CACHE_BLOCK_BYTES = 4 << 20  # score block size for dot-product models; fits a server CPU's L2 or L3
 ENCODE_CHUNK = 1 << 14  # users whose vectors are encoded at once, before their blocks are ranked
-
-
-@contextmanager
-def _single_threaded_torch(workers: int) -> Iterator[ThreadPoolExecutor]:
-    """A pool of `workers` threads while torch ops run single-threaded (restored afterwards).
-
-    One thread per core, each on its own cache-sized block, scales where splitting every small op
-    across the cores would not; torch releases the GIL inside its kernels.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(threads)
 
 
 def metric_names(ks: tuple[int, ...]) -> list[str]:

@@ -174,7 +174,7 @@ class SequentialRecommender(DotProductRecommender):
     def item_vectors(self) -> torch.Tensor:
         return self._keys(self.network_.items.table()).float().cpu()
 
-    def encode(self, batch: UserBatch, group: int = 64) -> torch.Tensor:
+    def encode(self, batch: UserBatch, group: int = 256) -> torch.Tensor:
         """The hidden state after each user's last item, (B, dim).
 
         Users are run in groups of similar history length, so padding stays near zero: one long history
