@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from serve_helpers import ids, recommend
 
 from foundrec.serve.app import create_app
 from foundrec.serve.bundle import load_bundle
@@ -26,16 +27,6 @@ def client(bundle_dir: Path, store_url: str) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def items(bundle_dir: Path) -> list[str]:
     return load_bundle(bundle_dir).items.ids
-
-
-def recommend(client: TestClient, **body) -> dict:
-    response = client.post("/v1/recommend", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ids(result: dict) -> list[str]:
-    return [i["item_id"] for i in result["items"]]
 
 
 def test_a_click_shapes_the_very_next_recommendation(client: TestClient, items: list[str]) -> None:

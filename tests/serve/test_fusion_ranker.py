@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from serve_helpers import ids, recommend
 
 from foundrec.config import RunConfig
 from foundrec.data.labeled import PAD_FEEDBACK, LabeledBatch, SideFeatures
@@ -56,16 +57,6 @@ def fusion_bundle(fusion_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def client(fusion_bundle: Path, tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(fusion_bundle, f"sqlite:{tmp_path / 'events.db'}", token=TOKEN)) as c:
         yield c
-
-
-def recommend(client: TestClient, **body) -> dict:
-    response = client.post("/v1/recommend", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ids(result: dict) -> list[str]:
-    return [i["item_id"] for i in result["items"]]
 
 
 def fusion_ranking(
