@@ -215,7 +215,8 @@ def finetune_run(
     pre = load_pretrained(pretrained_run, task, item_ids)
     rows = _train_rows(task, shots, ft.seed)
     ev = task.events
-    target_mean = float(ev.labels[rows].mean() if head.task == "ctr" else ev.ratings[rows].mean())
+    targets = ev.labels[rows] if head.task == "ctr" else ev.ratings[rows]
+    target_mean = float(targets.mean())
     if head.prior and pre.temperature is None:
         raise FoundrecError(f"{pretrained_run} scores items by dot product; the prior head needs cosine")
     backbone = backbone_from(pre, ev.n_items, backbone_dropout, not scratch, ft.seed)
@@ -228,7 +229,6 @@ def finetune_run(
         log_prior=None if scratch else pre.state["log_prior"],
     )
     if head.bias_from_data:
-        targets = ev.labels[rows] if head.task == "ctr" else ev.ratings[rows]
         model.init_biases(ev.items[rows], targets)
     if on_model:
         on_model(model)

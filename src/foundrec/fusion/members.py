@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from foundrec.errors import FoundrecError
-from foundrec.models.base import Recommender, UserBatch
+from foundrec.models.base import Recommender, UserBatch, model_folder
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def load_model(path: Path) -> Recommender:
 def load_member(path: Path, name: str | None = None) -> Member:
     """A member from a run folder or a bare model folder; named after its folder unless `name` is given."""
     path = Path(path)
-    model_dir = path / "model" if (path / "model" / "model.json").is_file() else path
+    model_dir = model_folder(path)
     run_dir = model_dir.parent if (model_dir.parent / "config.json").is_file() else None
     catalogue = data = None
     if run_dir is not None:

@@ -44,6 +44,12 @@ class UserBatch:
         return torch.repeat_interleave(torch.arange(len(self)), self.lengths)
 
 
+def model_folder(path: Path) -> Path:
+    """The saved model folder of a run folder (its model/), or `path` itself when it is one."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "model.json").is_file() else path
+
+
 class Recommender(ABC):
     """fit / score / save / load, in the spirit of scikit-learn estimators.
 

@@ -29,7 +29,7 @@ from foundrec.data.labeled import LIKE_THRESHOLD
 from foundrec.data.prepare import Vocab
 from foundrec.errors import FoundrecError
 from foundrec.fusion import Fusion, load_model
-from foundrec.models.base import DotProductRecommender, Recommender
+from foundrec.models.base import DotProductRecommender, Recommender, model_folder
 from foundrec.models.heads import SequenceTaskModel
 from foundrec.models.sequential import SequentialRecommender
 
@@ -59,10 +59,7 @@ class Bundle:
 
     @property
     def retriever(self) -> DotProductRecommender | None:
-        """The model whose item vectors are indexed: the model itself, or a fusion's retrieval member."""
-        if isinstance(self.model, DotProductRecommender):
-            return self.model
-        return retrieval_member(self.fusion.models()) if self.fusion is not None else None
+        return retriever_of(self.model)
 
     @property
     def max_len(self) -> int:
@@ -78,9 +75,14 @@ class Bundle:
         return self.history_feedback[self.history_offsets[user] : self.history_offsets[user + 1]]
 
 
-def retrieval_member(models: list[Recommender]) -> DotProductRecommender | None:
-    """The first member with item vectors that encodes histories (SASRec, HSTU), else the first with any."""
-    vectors = [m for m in models if isinstance(m, DotProductRecommender)]
+def retriever_of(model: Recommender) -> DotProductRecommender | None:
+    """The model whose item vectors are indexed: the model itself, or a fusion's first member with item
+    vectors that encodes histories (SASRec, HSTU), else its first with any."""
+    if isinstance(model, DotProductRecommender):
+        return model
+    if not isinstance(model, Fusion):
+        return None
+    vectors = [m for m in model.models() if isinstance(m, DotProductRecommender)]
     by_history = [m for m in vectors if not m.needs_user_id]
     return (by_history or vectors or [None])[0]
 
@@ -119,7 +121,7 @@ def export_bundle(
     try:
         _copy_model(model_dir, staging / "model")
         _write_files(staging, run_dir, model, data, head_dir)
-        retriever = model if isinstance(model, DotProductRecommender) else retrieval_member(model.models())
+        retriever = retriever_of(model)
         manifest = _manifest(staging, model.name)
         manifest |= {
             "retriever": None if retriever is None else retriever.name,
@@ -152,15 +154,9 @@ def _locate(source: Path) -> tuple[Path, Path]:
     return source / "model", source
 
 
-def _member_folder(fusion_dir: Path, ref: dict[str, str]) -> Path:
-    """A fusion member's model folder (refs point to it, or to the run folder that holds it)."""
-    path = fusion_dir / ref["path"]
-    return path / "model" if (path / "model" / "model.json").is_file() else path
-
-
 def _member_run(fusion_dir: Path) -> Path | None:
     for ref in json.loads((fusion_dir / "model.json").read_text())["members"]:
-        folder = _member_folder(fusion_dir, ref)
+        folder = model_folder(fusion_dir / ref["path"])  # refs name a model or its run folder
         run = folder.parent
         if (run / "config.json").is_file() and (run / "vocab" / "users.txt").is_file():
             return run
@@ -182,14 +178,14 @@ def _copy_model(src: Path, dst: Path) -> None:
         if file.is_file() and file.name != "model.json":
             shutil.copy(file, dst / file.name)
     for ref in spec["members"]:
-        _copy_model(_member_folder(src, ref), dst / "members" / ref["name"])
+        _copy_model(model_folder(src / ref["path"]), dst / "members" / ref["name"])
         ref["path"] = f"members/{ref['name']}"
     (dst / "model.json").write_text(json.dumps(spec, indent=2))
 
 
 def _ranker_folder(path: Path, data: LoadedData, run_dir: Path) -> Path:
     """The CTR head's model folder, after checking it scores this catalogue and these users."""
-    folder = path / "model" if (path / "model" / "model.json").is_file() else path
+    folder = model_folder(path)
     head = SequenceTaskModel.load(folder)
     if head.config.task != "ctr":
         raise FoundrecError(f"{path} holds a {head.config.task} head; a ranker needs a ctr head")
@@ -209,7 +205,7 @@ def _ranker_folder(path: Path, data: LoadedData, run_dir: Path) -> Path:
 def _write_files(out: Path, run_dir: Path, model: Recommender, data: LoadedData, ranker: Path | None) -> None:
     shutil.copytree(run_dir / "vocab", out / "vocab")
     shutil.copy(run_dir / "config.json", out / "config.json")
-    retriever = model if isinstance(model, DotProductRecommender) else retrieval_member(model.models())
+    retriever = retriever_of(model)
     if retriever is not None:
         np.save(out / "item_vectors.npy", retriever.item_vectors().detach().numpy().astype(np.float32))
     seqs = data.interactions.sequences
