@@ -64,7 +64,6 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--eager", action="store_true", help="no torch.compile for the rank kernel")
     parser.add_argument("--generic", action="store_true", help="rank `score` blocks, not the factors")
     parser.add_argument("--run", type=Path, help="time a trained run's model (e.g. sasrec) on its own data")
     args = parser.parse_args()
@@ -79,7 +78,7 @@ def main() -> None:
         model = DotProduct(torch.randn(split.n_users, args.dim), torch.randn(split.n_items, args.dim))
     if args.generic:
         model = ScoresOnly(model)
-    evaluator = FullRankingEvaluator(split.item_counts(), batch_size=args.batch_size, compile=not args.eager)
+    evaluator = FullRankingEvaluator(split.item_counts(), batch_size=args.batch_size)
     evaluator.evaluate(model, split.test)  # warm-up
     times = []
     for _ in range(args.repeats):
@@ -94,7 +93,6 @@ def main() -> None:
                 "model": model.name,
                 "dim": args.dim,
                 "batch_size": args.batch_size,
-                "compiled_rank": not args.eager,
                 "path": "score blocks" if args.generic else "factors",
                 "threads": torch.get_num_threads(),
                 "seconds_median": round(statistics.median(times), 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
+import numba
 import torch
 
 
@@ -20,5 +21,6 @@ def machine_info() -> dict[str, str | int]:
         "cores": os.cpu_count() or 0,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "numba": numba.__version__,
         "python": platform.python_version(),
     }

@@ -36,6 +36,9 @@ def test_train_writes_metrics_contract_and_evaluate_reproduces_it(tmp_path) -> N
     assert metrics["epochs"] == 2 and metrics["params"] > 0 and metrics["train_seconds"] > 0
     profile = metrics["popularity"]  # where the test users' top-10 slots fall, by popularity decile
     assert profile["k"] == 10 and abs(sum(profile["deciles"]) - 1) < 1e-6 and len(profile["deciles"]) == 10
+    config = json.loads((out / "config.json").read_text())
+    config["eval"]["compile"] = True  # a key that runs saved by earlier versions carry
+    (out / "config.json").write_text(json.dumps(config))
     again = runner.invoke(app, ["evaluate", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["test"] == metrics["test"]

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foundrec.errors import FoundrecError
 
@@ -59,9 +59,14 @@ class EvalConfig(Settings):
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
     exclude_seen: bool = True
     batch_size: int | None = None  # users per scoring block; None: about 16 MB of scores per block
-    compile: bool = True  # fused rank kernel (torch.compile); falls back to eager where unavailable
     tail_share: float = 0.2  # items outside the `tail_share` most popular are long-tail
     cold_max_history: int = 5
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """Runs saved before the compiled kernels became the only ranking path carry `compile`: ignored."""
+        return {k: v for k, v in data.items() if k != "compile"} if isinstance(data, dict) else data
 
 
 class TrainConfig(Settings):

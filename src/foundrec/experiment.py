@@ -49,7 +49,6 @@ def prepare(cfg: RunConfig) -> Prepared:
         ks=tuple(cfg.eval.ks),
         exclude_seen=cfg.eval.exclude_seen,
         batch_size=cfg.eval.batch_size,
-        compile=cfg.eval.compile,
         tail_share=cfg.eval.tail_share,
         cold_max_history=cfg.eval.cold_max_history,
     )

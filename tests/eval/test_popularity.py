@@ -65,7 +65,7 @@ def test_evaluator_hook_counts_every_users_top_k_slots() -> None:
     histories = csr([[49]] * n_users)
     targets = csr([[10]] * n_users)
     data = EvalSet(histories, targets)
-    evaluator = FullRankingEvaluator(counts, ks=(5, 10), batch_size=4, compile=False)
+    evaluator = FullRankingEvaluator(counts, ks=(5, 10), batch_size=4)
     head = PreferItems(-torch.arange(n_items, dtype=torch.float32))  # scores favour popular items
     counter = TopKPopularity(counts, k=10)
     evaluator.evaluate(head, data, on_top=counter)
@@ -76,7 +76,7 @@ def test_evaluator_hook_counts_every_users_top_k_slots() -> None:
 
 
 def test_k_above_the_evaluators_cut_offs_is_refused() -> None:
-    evaluator = FullRankingEvaluator(np.ones(20), ks=(5,), compile=False)
+    evaluator = FullRankingEvaluator(np.ones(20), ks=(5,))
     data = EvalSet(csr([[0]]), csr([[1]]))
     with pytest.raises(ValueError, match="k=10"):
         recommended_popularity(evaluator, PreferItems(torch.zeros(20)), data, k=10)

@@ -11,6 +11,7 @@ from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNorm
 
 from foundrec.data.sequences import Sequences
 from foundrec.data.split import EvalSet
+from foundrec.eval.kernels import rank_rows
 from foundrec.eval.ranking import FullRankingEvaluator, target_ranks, top_items
 from foundrec.models.base import DotProductRecommender, Recommender, UserBatch
 
@@ -144,23 +145,38 @@ def test_nan_scores_are_an_error() -> None:
         FullRankingEvaluator(np.ones(2), ks=(1,)).evaluate(FixedScores(table), data)
 
 
-def test_compiled_rank_kernel_equals_eager() -> None:
+def test_rank_kernel_equals_torch_reference() -> None:
+    """Ties, masked seen items, several targets per row and rows without any, against plain torch."""
     rng = np.random.default_rng(5)
-    scores = torch.from_numpy(np.round(rng.normal(size=(33, 70)), 1).astype(np.float32))  # with ties
-    rows = torch.from_numpy(rng.integers(0, 33, 50))
-    items = torch.from_numpy(rng.integers(0, 70, 50))
-    assert torch.equal(target_ranks(scores, rows, items, fast=True), target_ranks(scores, rows, items))
+    scores = np.round(rng.normal(size=(33, 70)), 1).astype(np.float32)  # with ties
+    history = csr([list(rng.integers(0, 70, rng.integers(0, 6))) for _ in range(33)], list(range(33)))
+    targets = csr([list(rng.integers(0, 70, rng.integers(0, 4))) for _ in range(33)], list(range(33)))
+    ranks = np.empty(targets.nnz, np.int64)
+    top = np.empty((33, 20), np.int64)
+    masked = torch.from_numpy(scores.copy())
+    for r in range(33):
+        masked[r, history.row(r)] = -torch.inf
+    rows = torch.from_numpy(np.repeat(np.arange(33), targets.lengths))
+    expected = target_ranks(masked, rows, torch.from_numpy(targets.items))
+    for first in (0, 20):  # two blocks
+        block = scores[first : first + 20].copy()
+        rank_rows(block, first, history.offsets, history.items, targets.offsets, targets.items, ranks, top)
+    assert np.array_equal(ranks, expected.numpy())
+    stable = torch.sort(masked, dim=1, descending=True, stable=True).indices
+    assert np.array_equal(top, stable[:, :20].numpy())
 
 
 @pytest.mark.parametrize("n_items", [50, 1000, 1037])  # fewer chunks than k; whole chunks; a ragged end
-def test_chunked_top_items_equal_topk(n_items: int) -> None:
+def test_top_items_kernel_equals_stable_sort(n_items: int) -> None:
     generator = torch.Generator().manual_seed(n_items)
-    scores = torch.randn(40, n_items, generator=generator)
+    scores = torch.round(torch.randn(40, n_items, generator=generator) * 4) / 4  # many ties
     scores[:, ::7] = -torch.inf  # masked seen items
-    scores[3, :] = -torch.inf
-    scores[3, 5:30] = torch.arange(25.0)  # a row whose best items sit in one chunk
-    expected = torch.topk(scores, 20, dim=1).indices
-    assert torch.equal(top_items(scores, 20, chunk=16), expected)
+    scores[3, :] = -torch.inf  # a row with nothing left: the first k items, in index order
+    scores[4, 5:30] = torch.arange(25.0) + 100  # a row whose best items sit in one chunk
+    scores[5, :] = 1.0  # all tied
+    expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :20]
+    assert torch.equal(top_items(scores, 20), expected)
+    assert torch.equal(top_items(scores, 20)[3], torch.arange(20))
 
 
 class FixedFactors(DotProductRecommender):

@@ -190,9 +190,7 @@ def test_cli_report_on_trained_runs_adds_popularity(tmp_path) -> None:
     runner = CliRunner()
     synth = ["--data", "synthetic", "--set", "data.synthetic.users=200", "--set", "data.synthetic.items=120"]
     for model in ("pop", "itemknn"):
-        result = runner.invoke(
-            app, ["train", model, *synth, "--set", "eval.compile=false", "--out", str(tmp_path / model)]
-        )
+        result = runner.invoke(app, ["train", model, *synth, "--out", str(tmp_path / model)])
         assert result.exit_code == 0, result.output
     out = tmp_path / "report"
     result = runner.invoke(

@@ -116,7 +116,7 @@ def trained(small_split: Split) -> list[Member]:
 )
 def test_candidate_metrics_equal_the_full_ranking_evaluator(make, trained, small_split: Split) -> None:
     fusion = make(trained).fit(small_split.train, small_split.n_items).fit_validation(small_split.valid)
-    evaluator = FullRankingEvaluator(small_split.item_counts(), ks=(5, 10), compile=False)
+    evaluator = FullRankingEvaluator(small_split.item_counts(), ks=(5, 10))
     full = evaluator.evaluate(fusion, small_split.test)
     fast = candidate_metrics(
         fusion.fuse, fusion.top_lists_of(small_split.test), small_split.test.targets, (5, 10)
@@ -128,7 +128,7 @@ def test_candidate_metrics_equal_the_full_ranking_evaluator(make, trained, small
 def test_weighted_fusion_is_not_worse_than_its_best_member_on_validation(trained, small_split: Split) -> None:
     fusion = WeightedScoreFusion(trained, "minmax", top_n=50).fit(small_split.train, small_split.n_items)
     fusion.fit_validation(small_split.valid)
-    evaluator = FullRankingEvaluator(small_split.item_counts(), ks=(10,), compile=False)
+    evaluator = FullRankingEvaluator(small_split.item_counts(), ks=(10,))
     members = [evaluator.evaluate(m.model, small_split.valid)["ndcg@10"] for m in trained]
     assert fusion.valid_ndcg_ >= max(members) - 1e-9
     assert evaluator.evaluate(fusion, small_split.valid)["ndcg@10"] == pytest.approx(fusion.valid_ndcg_)

@@ -53,7 +53,7 @@ def test_scores_do_not_depend_on_batch_padding(cls: type[SequentialRecommender],
 
 
 def valid_ndcg(model: Recommender, split: Split) -> float:
-    evaluator = FullRankingEvaluator(split.item_counts(), ks=(10,), compile=False)
+    evaluator = FullRankingEvaluator(split.item_counts(), ks=(10,))
     return evaluator.evaluate(model, split.valid)["ndcg@10"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from foundrec.config import DataConfig, EvalConfig, RunConfig, TrainConfig
+from foundrec.config import DataConfig, RunConfig, TrainConfig
 from foundrec.serve.bundle import export_bundle
 
 
@@ -31,7 +31,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model="sasrec",
         params={"size": "tiny", "epochs": 2, "device": "cpu", "batch_size": 128},
         data=DataConfig(dataset="synthetic", synthetic={"users": 300, "items": 200, "mean_length": 10}),
-        eval=EvalConfig(compile=False),
         train=TrainConfig(seed=0, threads=1),
     )
     train_run(cfg, out)

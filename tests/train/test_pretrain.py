@@ -77,8 +77,6 @@ def run_train(out: Path, procs: int) -> list[float]:
         "--set",
         "model.batch_size=32",
         "--set",
-        "eval.compile=false",
-        "--set",
         "train.threads=1",
     ]
     if procs == 1:
