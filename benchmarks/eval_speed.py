@@ -70,7 +70,9 @@ def main() -> None:
     if args.run:
         cfg = RunConfig.model_validate_json((args.run / "config.json").read_text())
         s = cfg.split
-        split = make_split(load_dataset(cfg.data).interactions, s.method, s.valid_fraction, s.test_fraction)
+        split = make_split(
+            load_dataset(cfg.data).interactions, s.method, s.valid_fraction, s.test_fraction, s.new_items
+        )
         model = Recommender.load(args.run / "model")
     else:
         split = leave_one_out(load_dataset(DataConfig(dataset="beauty")).interactions)

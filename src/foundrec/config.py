@@ -53,6 +53,7 @@ class SplitConfig(Settings):
     method: Literal["loo", "temporal"] = "loo"
     valid_fraction: float = 0.1  # temporal: share of events (by time) in validation
     test_fraction: float = 0.1
+    new_items: float = 0.0  # > 0: this share of items is held out of training (data/split.py, cold start)
 
 
 class EvalConfig(Settings):

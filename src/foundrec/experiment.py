@@ -39,7 +39,8 @@ class Prepared:
 def prepare(cfg: RunConfig) -> Prepared:
     """Load and split the data and build the evaluator the config describes."""
     data = load_dataset(cfg.data)
-    split = make_split(data.interactions, cfg.split.method, cfg.split.valid_fraction, cfg.split.test_fraction)
+    s = cfg.split
+    split = make_split(data.interactions, s.method, s.valid_fraction, s.test_fraction, s.new_items)
     if len(split.valid) == 0 or len(split.test) == 0:
         raise FoundrecError(
             "the split left no users to validate or test; use a larger dataset or another split"

@@ -465,3 +465,24 @@ def test_synthetic_sequential_structure():
     assert top3 > 0.5 and top1 > 0.2
     assert top3 > 3 * chance3 and top1 > 3 * chance1
     assert top3 > 3 * no_follow3 and top1 > 3 * no_follow1
+
+
+def test_new_items_are_held_out_of_training_only():
+    rng = np.random.default_rng(0)
+    lists = [rng.integers(0, 40, rng.integers(3, 12)).tolist() for _ in range(80)]
+    plain = make_split(interactions(lists), "loo")
+    split = make_split(interactions(lists), "loo", new_items=0.25)
+    counts = split.item_counts()
+    held = np.flatnonzero((counts == 0) & (plain.item_counts() > 0))
+    assert len(held) > 0 and set(np.flatnonzero(counts == 0)) >= set(held)
+    assert (split.item_counts() <= plain.item_counts()).all()
+    kept = ~np.isin(plain.train.items, np.flatnonzero(counts == 0))
+    assert split.train.items.tolist() == plain.train.items[kept].tolist()  # order kept, nothing else lost
+    for part in ("valid", "test"):  # evaluation untouched: held items stay targets and history items
+        assert as_lists(getattr(split, part).targets) == as_lists(getattr(plain, part).targets)
+        assert as_lists(getattr(split, part).history) == as_lists(getattr(plain, part).history)
+    again = make_split(interactions(lists), "loo", new_items=0.25)
+    assert again.train.items.tolist() == split.train.items.tolist()  # the same items every time
+    assert "held out of training" in split.protocol
+    with pytest.raises(DataError, match="new_items"):
+        make_split(interactions(lists), "loo", new_items=1.5)

@@ -134,6 +134,16 @@ def test_slices_and_coverage() -> None:
     assert got["tail/users"] == 1 and got["tail/hr@1"] == 1.0  # only user 1's target (item 3) is long-tail
     assert got["cold/users"] == 1 and got["cold/hr@1"] == 1.0
     assert got["coverage@1"] == 0.5  # items 0 and 3 recommended
+    assert got["new/users"] == 0 and math.isnan(got["new/hr@1"])  # every item has training interactions
+
+
+def test_new_item_slice_holds_targets_never_seen_in_training() -> None:
+    counts = np.array([100, 0, 4, 0])
+    table = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]])
+    data = EvalSet(csr([[2], [0], [2]], [0, 1, 2]), csr([[1, 0], [3], [2]], [0, 1, 2]))
+    got = FullRankingEvaluator(counts, ks=(1,), exclude_seen=False).evaluate(FixedScores(table), data)
+    assert got["new/users"] == 2  # users 0 (item 1 among its targets) and 1 (item 3)
+    assert got["new/hr@1"] == 0.5  # user 0's item 1 ranks 2nd, user 1's item 3 1st
 
 
 def test_nan_scores_are_an_error() -> None:
@@ -211,9 +221,10 @@ def test_dot_product_path_equals_dense_scores(monkeypatch: pytest.MonkeyPatch, e
     histories = [list(rng.choice(n_items, rng.integers(0, 6), replace=False)) for _ in range(n_users)]
     targets = [list(rng.choice(n_items, rng.integers(1, 3), replace=False)) for _ in range(n_users)]
     data = EvalSet(csr(histories, list(range(n_users))), csr(targets, list(range(n_users))))
-    evaluator = FullRankingEvaluator(np.arange(n_items), exclude_seen=exclude_seen, batch_size=5)
+    counts = np.arange(n_items) % 7  # every 7th item never trained: the new-item slice is populated
+    evaluator = FullRankingEvaluator(counts, exclude_seen=exclude_seen, batch_size=5)
     tops: dict[str, list[torch.Tensor]] = {"dense": [], "dot": []}
     dot = evaluator.evaluate(FixedFactors(users, items), data, on_top=tops["dot"].append)
     dense = evaluator.evaluate(FixedScores(users @ items.T), data, on_top=tops["dense"].append)
-    assert dot == dense
+    assert dot == dense and dot["new/users"] > 0
     assert torch.equal(torch.cat(tops["dot"]), torch.cat(tops["dense"]))

@@ -11,7 +11,14 @@ from foundrec.models import Recommender, UserBatch
 from foundrec.models.sequential import SequentialRecommender
 from foundrec.models.transformer import ItemEncoder, SequenceTransformer, preset
 
-FUSION = {"text_init": "pca", "text_freeze": True, "id_init": 0.0, "id_dropout": 0.5, "id_gate": 3.0}
+FUSION = {
+    "text_init": "pca",
+    "text_freeze": True,
+    "id_init": 0.0,
+    "id_dropout": 0.5,
+    "id_gate": 3.0,
+    "new_text_only": True,
+}
 
 
 def unit_text(n: int, d: int = 8, seed: int = 0) -> torch.Tensor:
@@ -42,6 +49,7 @@ def test_ids_only_ignores_the_fusion_options() -> None:
         {"id_init": 0.0},
         {"id_dropout": 0.3},
         {"id_gate": 5.0},
+        {"new_text_only": True},
     ],
 )
 def test_shapes_with_each_option(options: dict) -> None:
@@ -97,6 +105,17 @@ def test_id_gate_follows_training_counts() -> None:
     assert gate[1] == pytest.approx(0.5, rel=1e-5)
     assert gate[0] < 0.3 and gate[2] > 0.95
     assert enc.gate.requires_grad
+
+
+def test_new_items_are_their_text_alone() -> None:
+    counts = torch.tensor([0.0, 3.0, 0.0, 1.0])
+    enc = ItemEncoder(4, preset("tiny", text_dim=8, new_text_only=True), unit_text(4), counts)
+    table = enc.table().detach()
+    text_only = enc.text_proj(enc.text[:-1]).detach()
+    assert torch.equal(table[[0, 2]], text_only[[0, 2]])  # never trained: no id vector
+    assert not torch.isclose(table[[1, 3]], text_only[[1, 3]]).all(dim=1).any()
+    enc(torch.tensor([0, 2])).sum().backward()
+    assert enc.ids.weight.grad[[0, 2]].abs().sum() == 0  # and nothing trains one
 
 
 def test_save_load_round_trip_with_every_fusion_option(tmp_path, small_split: Split) -> None:

@@ -84,13 +84,36 @@ def temporal(data: Interactions, valid_fraction: float = 0.1, test_fraction: flo
 
 
 def make_split(
-    data: Interactions, method: str, valid_fraction: float = 0.1, test_fraction: float = 0.1
+    data: Interactions,
+    method: str,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    new_items: float = 0.0,
 ) -> Split:
     if method == "loo":
-        return leave_one_out(data)
-    if method == "temporal":
-        return temporal(data, valid_fraction, test_fraction)
-    raise DataError(f"unknown split {method!r}; use loo or temporal")
+        split = leave_one_out(data)
+    elif method == "temporal":
+        split = temporal(data, valid_fraction, test_fraction)
+    else:
+        raise DataError(f"unknown split {method!r}; use loo or temporal")
+    return hold_out_items(split, new_items) if new_items > 0 else split
+
+
+def hold_out_items(split: Split, share: float, seed: int = 0) -> Split:
+    """Remove a random `share` of the items from training: a cold-start check for new items.
+
+    Their training interactions are dropped, so no model has seen them; validation and test keep them as
+    targets and in histories, as a shop's newly listed items appear. The draw is seeded (the same items
+    for every model and training seed) and uniform over items, so mostly long-tail items.
+    """
+    if not 0 < share < 1:
+        raise DataError(f"split.new_items must be between 0 and 1, got {share}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(split.n_items, dtype=bool)
+    held[rng.choice(split.n_items, size=max(1, round(share * split.n_items)), replace=False)] = True
+    train = split.train.filter_items(~held[split.train.items])
+    protocol = f"{split.protocol}; {share:.0%} of items held out of training (new items, seed {seed})"
+    return Split(train, split.valid, split.test, split.n_users, split.n_items, protocol)
 
 
 def _pick(seqs: Sequences, position: np.ndarray) -> Sequences:

@@ -24,7 +24,8 @@ RANK_METRICS = ("hr", "recall", "ndcg", "precision", "f1", "mrr")
 
 @dataclass(frozen=True)
 class FullRankingEvaluator:
-    """HR/Recall/NDCG/Precision/F1/MRR@K, MRR and coverage@K, plus long-tail and cold-user slices."""
+    """HR/Recall/NDCG/Precision/F1/MRR@K, MRR and coverage@K, plus long-tail, cold-user and new-item
+    (no training interaction) slices."""
 
     item_counts: np.ndarray  # training interactions per item; defines the long tail
     ks: tuple[int, ...] = (5, 10, 20)
@@ -68,14 +69,20 @@ class FullRankingEvaluator:
         all_ranks = torch.from_numpy(ranks)
         all_rows = torch.from_numpy(np.repeat(np.arange(n_users), data.targets.lengths))
         target_items = torch.from_numpy(data.targets.items).long()
-        tail = self.tail_items()[target_items]
-        tail_users = torch.zeros(n_users, dtype=torch.bool).index_fill_(0, all_rows[tail], True)
         cold = torch.from_numpy(data.history.lengths <= self.cold_max_history)
         per_user = per_user_metrics(all_ranks, all_rows, n_users, self.ks)
+
+        def target_slice(items: torch.Tensor) -> torch.Tensor:
+            """Metrics of each user's targets among `items` (bool [n_items]), for users with one."""
+            keep = items[target_items]
+            users = torch.zeros(n_users, dtype=torch.bool).index_fill_(0, all_rows[keep], True)
+            return per_user_metrics(all_ranks[keep], all_rows[keep], n_users, self.ks)[users]
+
         parts = {
             "all": per_user,
-            "tail": per_user_metrics(all_ranks[tail], all_rows[tail], n_users, self.ks)[tail_users],
+            "tail": target_slice(self.tail_items()),
             "cold": per_user[cold],
+            "new": target_slice(torch.from_numpy(self.item_counts == 0)),
         }
         result: dict[str, float] = {}
         for prefix, values in parts.items():

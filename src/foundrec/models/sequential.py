@@ -55,6 +55,7 @@ class SequentialRecommender(DotProductRecommender):
         id_init: float = 0.02,  # with text: id embedding init std; 0 makes ids a residual on the text vector
         id_dropout: float = 0.0,  # with text: chance an item's id vector is dropped in training
         id_gate: float = 0.0,  # with text: > 0 gates id vectors by training count (0.5 at this count)
+        new_text_only: bool = False,  # with text: items without training interactions are their text alone
         device: str = "auto",  # "auto": cuda when available, else cpu
         seed: int = 0,
     ) -> None:
@@ -82,6 +83,7 @@ class SequentialRecommender(DotProductRecommender):
         self.id_init = id_init
         self.id_dropout = id_dropout
         self.id_gate = id_gate
+        self.new_text_only = new_text_only
         self.device = device
         self.seed = seed
 
@@ -96,6 +98,7 @@ class SequentialRecommender(DotProductRecommender):
             "id_init": self.id_init,
             "id_dropout": self.id_dropout,
             "id_gate": self.id_gate,
+            "new_text_only": self.new_text_only,
         }
         return preset(
             self.size, block=self.block, dropout=self.dropout, text_dim=text_dim, **fusion, **overrides
@@ -122,7 +125,7 @@ class SequentialRecommender(DotProductRecommender):
         self.n_items_ = n_items
         train_counts = None if item_counts is None else torch.as_tensor(item_counts, dtype=torch.float32)
         cfg = self.config(0 if text is None else text.shape[1])
-        self.network_ = SequenceTransformer(n_items, cfg, text, train_counts)  # counts feed the id gate
+        self.network_ = SequenceTransformer(n_items, cfg, text, train_counts)  # counts: id gate, new items
         self.network_.to(self.torch_device())
         counts = np.ones(n_items) if item_counts is None else item_counts + 1.0
         self.register_log_prior(counts)

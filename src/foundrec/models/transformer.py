@@ -30,6 +30,7 @@ class TransformerConfig:
     id_init: float = 0.02  # std of the id embeddings at init; 0: ids start as a zero residual on text
     id_dropout: float = 0.0  # training: chance that an item's id vector is dropped, so text must carry it
     id_gate: float = 0.0  # > 0: scale id vectors by a learned gate of the training count, 0.5 at this count
+    new_text_only: bool = False  # items with no training interaction are their text vector alone
 
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -169,8 +170,13 @@ class ItemEncoder(nn.Module):
         elif cfg.text_init != "random":
             raise ValueError(f"unknown text_init {cfg.text_init!r}; choose random or pca")
         self.text_proj.weight.requires_grad_(not cfg.text_freeze)
+        counts = torch.zeros(n_items) if counts is None else torch.as_tensor(counts, dtype=torch.float32)
+        if cfg.new_text_only:
+            # A new item's id vector was only ever trained as a negative: noise, so it is left out.
+            self.register_buffer("known", torch.cat([counts > 0, torch.zeros(1, dtype=torch.bool)]))
+        else:
+            self.known = None
         if cfg.id_gate > 0:
-            counts = torch.zeros(n_items) if counts is None else torch.as_tensor(counts, dtype=torch.float32)
             self.register_buffer("log_counts", torch.cat([counts, torch.zeros(1)]).log1p())
             # sigmoid(slope * log1p(count) + offset), 0.5 at id_gate interactions
             self.gate = nn.Parameter(torch.tensor([1.0, -math.log1p(cfg.id_gate)]))
@@ -179,6 +185,8 @@ class ItemEncoder(nn.Module):
         e = self.ids(items)  # (..., dim)
         if self.text is None:
             return e
+        if self.known is not None:
+            e = e * self.known[items][..., None]
         if self.gate is not None:
             e = e * torch.sigmoid(self.gate[0] * self.log_counts[items] + self.gate[1])[..., None]
         if self.training and self.id_dropout > 0:
