@@ -43,6 +43,14 @@ def mean_spread(values: list[float]) -> dict[str, float] | None:
     }
 
 
+def emit(summary: dict, out: Path | None) -> None:
+    """Print the summary as JSON and write it to `out` when given."""
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="+", type=Path)
@@ -77,10 +85,7 @@ def main() -> None:
             "epochs": peer["epochs"],
         }
         summary["seconds_to_recbole_best_valid"] = [time_to(r["epochs"], target) for r in runs]
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(summary, args.out)
 
 
 if __name__ == "__main__":

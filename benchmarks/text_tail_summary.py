@@ -6,7 +6,7 @@
         --out benchmarks/results/sasrec_ml100k_ids_text.json
 
 Rare-item slices: users whose target item has at most `--rare N` training interactions, the items an id
-embedding has barely seen. The evaluator has no such slice (its slices are the long tail and cold users),
+embedding has barely seen (`--rare 0`: new items, e.g. with `--set split.new_items=0.1`). The evaluator has no such slice (its slices are the long tail and cold users),
 so it is computed here from each saved model, on validation and on test.
 """
 
@@ -26,7 +26,7 @@ from foundrec.models import Recommender, UserBatch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_info  # noqa: E402
-from sequential_summary import mean_spread  # noqa: E402
+from sequential_summary import emit, mean_spread  # noqa: E402
 
 TEST = ("ndcg@10", "hr@10", "ndcg@20", "mrr", "tail/ndcg@10", "tail/hr@10", "cold/ndcg@10", "coverage@10")
 VALID = ("ndcg@10", "hr@10", "tail/ndcg@10", "tail/hr@10")
@@ -71,7 +71,15 @@ def main() -> None:
             for n in args.rare
             for part in ("valid", "test")
         }
-        runs.append({"folder": str(folder), "seed": cfg.train.seed, "params": cfg.params, "metrics": metrics})
+        runs.append(
+            {
+                "folder": str(folder),
+                "seed": cfg.train.seed,
+                "params": cfg.params,
+                "split": cfg.split.model_dump(),
+                "metrics": metrics,
+            }
+        )
         runs[-1]["rare"] = rare
         print(
             folder,
@@ -79,6 +87,7 @@ def main() -> None:
             f"test tail {metrics['test']['tail/ndcg@10']:.4f}",
         )
     summary: dict = {"runs": len(runs), "seeds": [r["seed"] for r in runs], "params": runs[0]["params"]}
+    summary["split"] = runs[0]["split"]
     summary["machine"] = machine_info()
     summary["test"] = {m: mean_spread([r["metrics"]["test"][m] for r in runs]) for m in TEST}
     summary["valid"] = {m: mean_spread([r["metrics"]["valid"][m] for r in runs]) for m in VALID}
@@ -106,10 +115,7 @@ def main() -> None:
     summary["seconds_per_epoch"] = mean_spread([r["metrics"]["seconds_per_epoch"] for r in runs])
     summary["best_epoch"] = [r["metrics"]["best_epoch"] for r in runs]
     summary["n_parameters"] = runs[0]["metrics"]["params"]
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(summary, args.out)
 
 
 if __name__ == "__main__":

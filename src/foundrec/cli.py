@@ -33,6 +33,13 @@ DataDirOpt = typer.Option(
 )
 FormatOpt = typer.Option(None, "--format", help="csv|tsv|parquet|jsonl|seqlines, for a file path.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+# Column mapping for a file path (data stats, train)
+DelimiterOpt = typer.Option(None, help="Field delimiter, e.g. '::'.")
+UserColOpt = typer.Option(None, help="Column with user ids.")
+ItemColOpt = typer.Option(None, help="Column with item ids.")
+TimeColOpt = typer.Option(None, help="Column with timestamps.")
+RatingColOpt = typer.Option(None, help="Column with ratings.")
+NoHeaderOpt = typer.Option(False, "--no-header", help="The file has no header line.")
 
 
 def _fail(exc: FoundrecError) -> None:
@@ -78,12 +85,12 @@ def data_stats(
     ),
     data_dir: str | None = DataDirOpt,
     fmt: str | None = FormatOpt,
-    delimiter: str | None = typer.Option(None, help="Field delimiter, e.g. '::'."),
-    user_col: str | None = typer.Option(None, help="Column with user ids."),
-    item_col: str | None = typer.Option(None, help="Column with item ids."),
-    time_col: str | None = typer.Option(None, help="Column with timestamps."),
-    rating_col: str | None = typer.Option(None, help="Column with ratings."),
-    no_header: bool = typer.Option(False, "--no-header", help="The file has no header line."),
+    delimiter: str | None = DelimiterOpt,
+    user_col: str | None = UserColOpt,
+    item_col: str | None = ItemColOpt,
+    time_col: str | None = TimeColOpt,
+    rating_col: str | None = RatingColOpt,
+    no_header: bool = NoHeaderOpt,
     config: Path | None = typer.Option(None, help="TOML config with a [data] section."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting, e.g. data.kcore=5."),
     as_json: bool = JsonOpt,
@@ -162,12 +169,12 @@ def train(
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/MODEL-DATA)."),
     data_dir: str | None = DataDirOpt,
     fmt: str | None = FormatOpt,
-    delimiter: str | None = typer.Option(None, help="Field delimiter, e.g. '::'."),
-    user_col: str | None = typer.Option(None, help="Column with user ids."),
-    item_col: str | None = typer.Option(None, help="Column with item ids."),
-    time_col: str | None = typer.Option(None, help="Column with timestamps."),
-    rating_col: str | None = typer.Option(None, help="Column with ratings."),
-    no_header: bool = typer.Option(False, "--no-header", help="The file has no header line."),
+    delimiter: str | None = DelimiterOpt,
+    user_col: str | None = UserColOpt,
+    item_col: str | None = ItemColOpt,
+    time_col: str | None = TimeColOpt,
+    rating_col: str | None = RatingColOpt,
+    no_header: bool = NoHeaderOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a model, pick its best epoch on validation, test once, write DIR/metrics.json."""
