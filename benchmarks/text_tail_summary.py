@@ -6,8 +6,9 @@
         --out benchmarks/results/sasrec_ml100k_ids_text.json
 
 Rare-item slices: users whose target item has at most `--rare N` training interactions, the items an id
-embedding has barely seen (`--rare 0`: new items, e.g. with `--set split.new_items=0.1`). The evaluator has no such slice (its slices are the long tail and cold users),
-so it is computed here from each saved model, on validation and on test.
+embedding has barely seen (`--rare 0`: new items, e.g. with `--set split.new_items=0.1`; the evaluator's
+`new/` slice holds the same users). The evaluator has no slice for N > 0 (its slices are the long tail,
+cold users and new items), so they are computed here from each saved model, on validation and on test.
 """
 
 from __future__ import annotations
