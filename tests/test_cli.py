@@ -106,3 +106,14 @@ def test_errors_are_messages_not_tracebacks(tmp_path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_new_items_split_reports_the_new_item_slice(tmp_path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "pop", *SYNTH, "--set", "split.new_items=0.2", "--out", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["test"]["new/users"] > 0
+    assert metrics["test"]["new/hr@10"] == 0.0  # popularity never recommends an item it never saw
+    assert "held out of training" in metrics["protocol"]["split"]
