@@ -35,7 +35,8 @@ VALID = ("ndcg@10", "hr@10", "tail/ndcg@10", "tail/hr@10")
 
 @torch.no_grad()
 def rare_slice(model: Recommender, data, counts: torch.Tensor, rare: int) -> dict[str, float]:
-    """NDCG@10 and HR@10 over users whose leave-one-out target has <= `rare` training interactions."""
+    """NDCG@10, HR@10 and the median target rank over users whose leave-one-out target has <= `rare`
+    training interactions."""
     batch = UserBatch.from_sequences(data.history)
     targets = torch.from_numpy(data.targets.items).long()
     scores = model.score(batch).float()
@@ -49,6 +50,7 @@ def rare_slice(model: Recommender, data, counts: torch.Tensor, rare: int) -> dic
     return {
         "ndcg@10": float(ndcg.mean()) if users else nan,
         "hr@10": float(hit.mean()) if users else nan,
+        "median_rank": float(ranks[keep].median()) if users else nan,  # out of the whole catalogue
         "users": users,
     }
 
@@ -98,6 +100,7 @@ def main() -> None:
         key: {
             "ndcg@10": mean_spread([r["rare"][key]["ndcg@10"] for r in runs]),
             "hr@10": mean_spread([r["rare"][key]["hr@10"] for r in runs]),
+            "median_rank": mean_spread([r["rare"][key]["median_rank"] for r in runs]),
             "users": runs[0]["rare"][key]["users"],
         }
         for key in runs[0]["rare"]

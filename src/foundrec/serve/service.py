@@ -178,10 +178,9 @@ class ServingPipeline:
         query = Query(-1 if user is None else user, seq, n)
         scores, items = await self.retrieval.submit(query)
         ranked_by = "retrieval" if self.bundle.fusion is None else "fusion"
-        allowed = lambda found: (found >= 0) & ~blocked[np.maximum(found, 0)]  # noqa: E731
-        if ranked_by == "retrieval" and n < self.n_items and int(allowed(items).sum()) < min(k, wanted):
+        if ranked_by == "retrieval" and n < self.n_items and _allowed(items, blocked).sum() < min(k, wanted):
             scores, items = await self.retrieval.submit(replace(query, n=self.n_items))
-        keep = allowed(items)
+        keep = _allowed(items, blocked)
         items, listed = items[keep][:wanted], scores[keep][:wanted].tolist()
         if len(items) < k:  # a fusion's candidates ran out
             extra = self.popular[~blocked[self.popular] & ~np.isin(self.popular, items)][: k - len(items)]
@@ -239,3 +238,8 @@ class ServingPipeline:
 
     def _ids(self, items: np.ndarray) -> list[str]:
         return [self.bundle.items.ids[i] for i in items.tolist()]
+
+
+def _allowed(found: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """Which retrieved slots hold a real item (not a -1 pad) that no exclusion or filter blocks."""
+    return (found >= 0) & ~blocked[np.maximum(found, 0)]
