@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,20 @@ def test_save_load_round_trip_with_text(tmp_path, small_split: Split) -> None:
     batch = UserBatch.from_sequences(small_split.test.history, 0, 30)
     assert torch.equal(model.score(batch), loaded.score(batch))
     assert loaded.n_parameters() == model.n_parameters() > 0
+
+
+def test_a_text_model_saved_before_new_text_only_still_loads(tmp_path, small_split: Split) -> None:
+    text = np.random.default_rng(0).normal(size=(small_split.n_items, 8)).astype(np.float32)
+    model = SequentialRecommender(**TINY, epochs=1, text=True, new_text_only=False).set_item_text(text)
+    model.fit(small_split.train, small_split.n_items)
+    model.save(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    del spec["params"]["new_text_only"]  # as written before the option existed (it now defaults to on)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(spec))
+    loaded = Recommender.load(tmp_path / "m")
+    assert loaded.new_text_only is False
+    batch = UserBatch.from_sequences(small_split.test.history, 0, 30)
+    assert torch.equal(model.score(batch), loaded.score(batch))
 
 
 def test_sizes_and_parameter_counts() -> None:

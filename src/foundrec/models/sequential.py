@@ -55,7 +55,7 @@ class SequentialRecommender(DotProductRecommender):
         id_init: float = 0.02,  # with text: id embedding init std; 0 makes ids a residual on the text vector
         id_dropout: float = 0.0,  # with text: chance an item's id vector is dropped in training
         id_gate: float = 0.0,  # with text: > 0 gates id vectors by training count (0.5 at this count)
-        new_text_only: bool = False,  # with text: items without training interactions are their text alone
+        new_text_only: bool = True,  # with text: items without training interactions are their text alone
         device: str = "auto",  # "auto": cuda when available, else cpu
         seed: int = 0,
     ) -> None:
@@ -215,6 +215,7 @@ class SequentialRecommender(DotProductRecommender):
         state = torch.load(path / "tensors.pt", weights_only=True, map_location="cpu")
         if meta["text_dim"]:
             self.item_text_ = state["items.text"][:-1]
+            self.new_text_only = "items.known" in state  # absent from models saved before the option
         self.build(meta["n_items"])
         self.network_.load_state_dict(state)
         self.network_.eval()
