@@ -98,9 +98,10 @@ def load_pretrained(run_dir: Path, task: TaskData, item_ids: list[str]) -> Pretr
     if (run_dir / "vocab" / "items.txt").read_text().split("\n")[:-1] != item_ids:
         raise FoundrecError(f"{run_dir} was trained on other data (its item vocabulary differs)")
     state = torch.load(run_dir / "model" / "tensors.pt", weights_only=True, map_location="cpu")
-    from foundrec.models.sequential import SequentialRecommender  # its size presets resolve the config
+    from foundrec.models.sequential import SequentialRecommender, saved_with_new_text_only
 
-    model = SequentialRecommender(**spec["params"])
+    # The recommender's size presets resolve the config; the tensors say whether new items are text-only.
+    model = SequentialRecommender(**{**spec["params"], "new_text_only": saved_with_new_text_only(state)})
     config = model.config(spec["meta"]["text_dim"])
     temperature = model.temperature if model.similarity == "cosine" else None
     return Pretrained(run_dir, config, state, window, temperature)

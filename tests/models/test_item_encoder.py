@@ -118,6 +118,16 @@ def test_new_items_are_their_text_alone() -> None:
     assert enc.ids.weight.grad[[0, 2]].abs().sum() == 0  # and nothing trains one
 
 
+def test_without_counts_every_id_counts_until_a_saved_mask_loads() -> None:
+    cfg = preset("tiny", text_dim=8, new_text_only=True)
+    trained = ItemEncoder(4, cfg, unit_text(4), torch.tensor([0.0, 3.0, 0.0, 1.0]))
+    fresh = ItemEncoder(4, cfg, unit_text(4))  # e.g. a from-scratch backbone for fine-tuning
+    assert fresh.known[:-1].all()
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.known[:-1].tolist() == [False, True, False, True]
+    assert torch.equal(fresh.table(), trained.table())
+
+
 def test_save_load_round_trip_with_every_fusion_option(tmp_path, small_split: Split) -> None:
     text = np.random.default_rng(0).normal(size=(small_split.n_items, 8)).astype(np.float32)
     options = {**FUSION, "text_freeze": False}

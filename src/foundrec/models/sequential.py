@@ -215,7 +215,7 @@ class SequentialRecommender(DotProductRecommender):
         state = torch.load(path / "tensors.pt", weights_only=True, map_location="cpu")
         if meta["text_dim"]:
             self.item_text_ = state["items.text"][:-1]
-            self.new_text_only = "items.known" in state  # absent from models saved before the option
+            self.new_text_only = saved_with_new_text_only(state)
         self.build(meta["n_items"])
         self.network_.load_state_dict(state)
         self.network_.eval()
@@ -226,3 +226,9 @@ class HSTURecommender(SequentialRecommender):
 
     name = "hstu"
     block = "hstu"
+
+
+def saved_with_new_text_only(state: dict[str, torch.Tensor]) -> bool:
+    """Whether saved tensors come from a text model with `new_text_only`: they hold its new-item mask.
+    Models saved before the option existed lack it and must load with the option off."""
+    return "items.known" in state

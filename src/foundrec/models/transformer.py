@@ -170,13 +170,15 @@ class ItemEncoder(nn.Module):
         elif cfg.text_init != "random":
             raise ValueError(f"unknown text_init {cfg.text_init!r}; choose random or pca")
         self.text_proj.weight.requires_grad_(not cfg.text_freeze)
-        counts = torch.zeros(n_items) if counts is None else torch.as_tensor(counts, dtype=torch.float32)
         if cfg.new_text_only:
             # A new item's id vector was only ever trained as a negative: noise, so it is left out.
-            self.register_buffer("known", torch.cat([counts > 0, torch.zeros(1, dtype=torch.bool)]))
+            # Without counts (a fresh backbone, or one about to load its saved mask) every id counts.
+            known = torch.ones(n_items, dtype=torch.bool) if counts is None else torch.as_tensor(counts) > 0
+            self.register_buffer("known", torch.cat([known, torch.zeros(1, dtype=torch.bool)]))
         else:
             self.known = None
         if cfg.id_gate > 0:
+            counts = torch.zeros(n_items) if counts is None else torch.as_tensor(counts, dtype=torch.float32)
             self.register_buffer("log_counts", torch.cat([counts, torch.zeros(1)]).log1p())
             # sigmoid(slope * log1p(count) + offset), 0.5 at id_gate interactions
             self.gate = nn.Parameter(torch.tensor([1.0, -math.log1p(cfg.id_gate)]))
