@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -174,6 +176,17 @@ def test_rank_kernel_equals_torch_reference() -> None:
     assert np.array_equal(ranks, expected.numpy())
     stable = torch.sort(masked, dim=1, descending=True, stable=True).indices
     assert np.array_equal(top, stable[:, :20].numpy())
+
+
+def test_kernels_leave_torch_thread_count_alone() -> None:
+    """Starting numba's OpenMP threads resets the shared runtime to all cores; torch must not follow."""
+    code = (
+        "import torch; torch.set_num_threads(1); import numpy as np; "
+        "from foundrec.eval.ranking import top_items; "
+        "top_items(torch.rand(64, 3000), 10); print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
 
 
 @pytest.mark.parametrize("n_items", [50, 1000, 1037])  # fewer chunks than k; whole chunks; a ragged end

@@ -9,6 +9,9 @@ item. Rows run in parallel on as many threads as torch uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 import torch
@@ -33,20 +36,31 @@ def rank_rows(
     `ranks[t]` = 1 + items scored higher + items scored equal with a smaller index (0 if its score is
     NaN); `top[r]` = its best `top.shape[1]` items, best first, equal scores in index order.
     """
-    _use_torch_threads()
-    _rank_rows(scores, first, seen_offsets, seen_items, target_offsets, target_items, ranks, top)
+    csr = (seen_offsets, seen_items, target_offsets, target_items)
+    _on_torch_threads(_rank_rows, scores, first, *csr, ranks, top)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """[rows, k] best item indices per row, best first; equal scores in index order (a stable sort)."""
-    _use_torch_threads()
     out = np.empty((scores.shape[0], k), np.int64)
-    _top_k(scores, out)
+    _on_torch_threads(_top_k, scores, out)
     return out
 
 
-def _use_torch_threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _on_torch_threads(kernel: Callable[..., None], *args: Any) -> None:
+    """Run `kernel` on as many threads as torch uses, and leave torch's count as it was.
+
+    Why: numba's OpenMP layer shares the process's OpenMP runtime, and starting its threads resets the
+    runtime's thread count to all cores, which torch then reads back: a run limited to one thread
+    (`train.threads=1`, beside other jobs) would silently train on every core after its first evaluation.
+    """
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        kernel(*args)
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 @numba.njit(parallel=True, cache=True, boundscheck=False)
