@@ -169,6 +169,7 @@ def evaluate_model(model: Recommender, p: Prepared) -> dict[str, Any]:
             "ties": "stable: equal scores ordered by item index",
             "tail": f"targets outside the {p.evaluator.tail_share:.0%} most popular training items",
             "cold": f"users with at most {p.evaluator.cold_max_history} history items",
+            "new": "targets with no training interaction (new items)",
         },
         "data": {"source": p.data.source, **p.data.interactions.stats()},
         "data_window": p.split.time_window(),  # what `foundrec finetune` checks against a test period

@@ -136,6 +136,17 @@ def test_html_is_self_contained_and_escapes_text(report) -> None:
     assert page.count('<img alt="') == 5
 
 
+def test_slices_show_new_items_only_when_the_split_has_them(tmp_path) -> None:
+    plain = ReportInput("plain", {"pop": ModelResult(metrics(0.01))}, protocol={"new": "NEWNOTE"})
+    assert "new/ndcg@10" not in write_report(tmp_path / "a", plain)["html"].read_text()
+    held = metrics(0.01, **{"new/ndcg@10": 0.002, "new/hr@10": 0.004, "new/users": 17})
+    page = write_report(
+        tmp_path / "b", ReportInput("held", {"sasrec": ModelResult(held)}, protocol={"new": "NEWNOTE"})
+    )
+    html = page["html"].read_text()
+    assert "new/ndcg@10" in html and "new: NEWNOTE" in html
+
+
 def test_html_without_curves_popularity_or_scaling_says_so(tmp_path) -> None:
     inputs = ReportInput("bare", {"pop": ModelResult(metrics(0.01))})
     page = write_report(tmp_path, inputs)["html"].read_text()

@@ -137,8 +137,11 @@ def _slices(inputs: ReportInput, colors: dict) -> list[str]:
     columns = ["ndcg@10", "hr@10", "users", "tail/ndcg@10", "tail/hr@10", "tail/users"]
     columns += ["cold/ndcg@10", "cold/hr@10", "cold/users"]
     tests = {n: r.test for n, r in inputs.rows().items()}
-    protocol = [inputs.protocol.get(k) for k in ("tail", "cold")]
-    note = "; ".join(f"{label}: {p}" for label, p in zip(("tail", "cold"), protocol, strict=True) if p)
+    slices = ["tail", "cold"]
+    if any(t.get("new/users", 0) > 0 for t in tests.values()):  # only splits with new items have them
+        columns += ["new/ndcg@10", "new/hr@10", "new/users"]
+        slices.append("new")
+    note = "; ".join(f"{s}: {inputs.protocol[s]}" for s in slices if inputs.protocol.get(s))
     return [
         '<section id="slices"><h2>Slices: long tail and cold users</h2>',
         _metric_table(inputs, columns),
