@@ -298,13 +298,10 @@ def _best_servable(summary: dict[str, Any], sources: dict[str, Path]) -> str:
     Equal scores go to the first in the report's order (models, then fusions).
     """
     from foundrec.models import MODELS
-    from foundrec.models.base import DotProductRecommender
+    from foundrec.models.base import DotProductRecommender, model_folder
 
     def servable(name: str) -> bool:
-        path = sources[name]
-        spec = json.loads(
-            ((path / "model" if (path / "model").is_dir() else path) / "model.json").read_text()
-        )
+        spec = json.loads((model_folder(sources[name]) / "model.json").read_text())
         kind = MODELS.get(spec["model"])
         return "members" in spec or (kind is not None and issubclass(kind, DotProductRecommender))
 

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation over the whole catalogue, batched in torch; definitions in docs/evaluation.md.
+"""Full-ranking evaluation over the whole catalogue, in blocks of users; definitions in docs/evaluation.md.
 
 A target's rank is 1 + the number of items scored higher + the number of items scored equal with a
 smaller index (a stable descending sort), so ties never flatter a model and results are reproducible.
@@ -50,7 +50,7 @@ class FullRankingEvaluator:
         n_items, n_users = len(self.item_counts), len(data)
         ranks = np.empty(data.targets.nnz, np.int64)
         top = np.empty((n_users, min(max(self.ks), n_items)), np.int64)
-        seen = data.history.offsets if self.exclude_seen else np.zeros(n_users + 1, np.int64)
+        seen_offsets = data.history.offsets if self.exclude_seen else np.zeros(n_users + 1, np.int64)
         blocks = (
             self._dot_product_blocks(model, data)
             if isinstance(model, DotProductRecommender)
@@ -58,16 +58,16 @@ class FullRankingEvaluator:
         )
         for start, scores in blocks:
             kernels.rank_rows(
-                scores.float().contiguous().numpy(), start, seen, data.history.items,
+                scores.float().contiguous().numpy(), start, seen_offsets, data.history.items,
                 data.targets.offsets, data.targets.items, ranks, top,
             )  # fmt: skip
         if (ranks == 0).any():
             raise FoundrecError(f"{type(model).__name__} produced NaN scores")
-        top_items = torch.from_numpy(top)
+        tops = torch.from_numpy(top)
         if on_top is not None:
-            on_top(top_items)
+            on_top(tops)
         all_ranks = torch.from_numpy(ranks)
-        all_rows = torch.from_numpy(np.repeat(np.arange(n_users), data.targets.lengths))
+        all_rows = torch.from_numpy(data.targets.row_ids())
         target_items = torch.from_numpy(data.targets.items).long()
         cold = torch.from_numpy(data.history.lengths <= self.cold_max_history)
         per_user = per_user_metrics(all_ranks, all_rows, n_users, self.ks)
@@ -94,7 +94,7 @@ class FullRankingEvaluator:
             result[f"{tag}users"] = len(values)
         for k in self.ks:
             covered = torch.zeros(n_items, dtype=torch.bool)
-            covered[top_items[:, :k].flatten()] = True
+            covered[tops[:, :k].flatten()] = True
             result[f"coverage@{k}"] = float(covered.float().mean())
         return result
 

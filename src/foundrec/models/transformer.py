@@ -145,7 +145,7 @@ class ItemEncoder(nn.Module):
         n_items: int,
         cfg: TransformerConfig,
         text: torch.Tensor | None = None,
-        counts: torch.Tensor | None = None,  # training interactions per item, for the id gate
+        counts: torch.Tensor | None = None,  # training interactions per item: id gate, new_text_only
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, cfg.dim, padding_idx=n_items)
