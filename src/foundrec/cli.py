@@ -399,6 +399,12 @@ def finetune(
     rank_weight: float = typer.Option(
         0.0, "--rank-weight", help="Add a within-user ranking term (GAUC) with this weight to the BCE."
     ),
+    user_rate: bool = typer.Option(
+        False, "--user-rate", help="Give the head the history's like rate (a smooth user level)."
+    ),
+    bias_logreg: bool = typer.Option(
+        False, "--bias-logreg", help="Start item biases at a logistic regression's item part."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/finetune-TASK-MODE)."),
     data_dir: str | None = DataDirOpt,
     as_json: bool = JsonOpt,
@@ -421,6 +427,8 @@ def finetune(
             lora_alpha=2.0 * lora_rank,
             lora_items=lora_items,
             rank_weight=rank_weight,
+            user_rate=user_rate,
+            bias_logreg=bias_logreg,
         )
         ft = FinetuneConfig(
             lr=lr,

@@ -229,7 +229,9 @@ def finetune_run(
         temperature=pre.temperature or 1.0,
         log_prior=None if scratch else pre.state["log_prior"],
     )
-    if head.bias_from_data:
+    if head.bias_logreg:
+        model.set_item_bias(logreg_on(task, rows).item_logits(), ev.items[rows])
+    elif head.bias_from_data:
         model.init_biases(ev.items[rows], targets)
     if on_model:
         on_model(model)
@@ -260,6 +262,13 @@ def finetune_run(
     return metrics
 
 
+def logreg_on(task: TaskData, rows: np.ndarray, c: float = 1.0) -> LogisticCTR:
+    """Logistic regression on ids and side features of `rows` (C = 1: the baseline's validation choice)."""
+    windows = row_windows(task.events, rows, 1)
+    batch = make_batch(task.events, windows, np.arange(len(windows)))
+    return LogisticCTR(task.side, task.events.n_users, task.events.n_items, c).fit(batch)
+
+
 def baseline_run(
     name: str,
     task: TaskData,
@@ -273,11 +282,10 @@ def baseline_run(
     windows = row_windows(ev, rows, 1)  # baselines read no history; windows carry the rows
     kind = "rating" if name == "biased-mf" else "ctr"
     if name == "logreg":
-        train_batch = make_batch(ev, windows, np.arange(len(windows)))
         valid_windows = row_windows(ev, task.valid, 1)
         best: tuple[float, LogisticCTR] | None = None
         for c in c_grid:
-            model = LogisticCTR(task.side, ev.n_users, ev.n_items, c).fit(train_batch)
+            model = logreg_on(task, rows, c)
             score = _validator(task, kind, valid_windows)(model)
             if best is None or score > best[0]:
                 best = (score, model)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from foundrec.data.labeled import TaskData, make_batch, row_windows
+from foundrec.errors import FoundrecError
 from foundrec.models.adapters import LoRAEmbedding, LoRALinear, count_parameters
 from foundrec.models.heads import HeadConfig, SequenceTaskModel, within_user_rank_loss
 from foundrec.models.transformer import SequenceTransformer, preset
@@ -258,4 +259,52 @@ def test_a_head_saved_before_user_bias_was_optional_still_loads(rated_task: Task
     (tmp_path / "head" / "model.json").write_text(json.dumps(spec))
     loaded = SequenceTaskModel.load(tmp_path / "head")
     assert loaded.network_.user_bias is not None
+    assert torch.allclose(model.predict_proba(batch), loaded.predict_proba(batch), atol=1e-6)
+
+
+def test_user_rate_reads_the_like_rate_of_the_history_each_row_sees(rated_task: TaskData) -> None:
+    model, batch = model_for(rated_task, "full", user_rate=True), batch_of(rated_task, 8)
+    net = model.network_
+    rate = net.user_rate(batch)
+    likes = [(batch.feedback[r, : p + 1] == 1).sum() for r, p in zip(batch.row, batch.position, strict=True)]
+    seen = [(batch.feedback[r, : p + 1] != 2).sum() for r, p in zip(batch.row, batch.position, strict=True)]
+    base = torch.sigmoid(net.offset)
+    for i, (k, n) in enumerate(zip(likes, seen, strict=True)):
+        shrunk = (k + 5.0 * base) / (n + 5.0)
+        assert torch.isclose(rate[i, 0], torch.log(shrunk / (1 - shrunk)) - net.offset, atol=1e-5)
+        assert torch.isclose(rate[i, 1], torch.log1p(n.float()))
+    # Zero-started weights: the head starts out predicting as without it; training moves them.
+    assert torch.equal(net.rate_weight, torch.zeros(2))
+    train_steps(model, batch)
+    assert net.rate_weight.abs().sum() > 0
+
+
+def test_item_biases_can_start_from_a_logistic_regressions_item_part(rated_task: TaskData) -> None:
+    from foundrec.task_run import logreg_on
+
+    lr = logreg_on(rated_task, rated_task.train)
+    part = lr.item_logits()
+    # The item part is what the regression adds for an item, whoever the user: check on one user.
+    ev, n = rated_task.events, rated_task.events.n_items
+    one = batch_of(rated_task, 1)
+    every = replace(one, users=one.users.repeat(n), items=torch.arange(n))
+    logit = torch.logit(lr.predict(every)).numpy()
+    assert np.allclose(logit - logit[0], part - part[0], atol=1e-6)
+    model = model_for(rated_task, "full", bias_logreg=True)
+    model.set_item_bias(part, ev.items[rated_task.train])
+    bias = model.network_.item_bias.weight[:, 0].detach().numpy()
+    assert np.allclose(bias - bias[0], part - part[0], atol=1e-5)
+    assert abs(bias[ev.items[rated_task.train]].mean()) < 1e-5  # the offset stays the base rate
+
+
+def test_gauc_options_are_refused_for_the_rating_task(rated_task: TaskData) -> None:
+    with pytest.raises(FoundrecError, match="ctr task"):
+        model_for(rated_task, "full", task="rating", user_rate=True)
+
+
+def test_a_head_with_user_rate_saves_and_loads(rated_task: TaskData, tmp_path) -> None:
+    model, batch = model_for(rated_task, "full", user_rate=True, rank_weight=1.0), batch_of(rated_task)
+    train_steps(model, batch, 2)
+    model.save(tmp_path / "head")
+    loaded = SequenceTaskModel.load(tmp_path / "head")
     assert torch.allclose(model.predict_proba(batch), loaded.predict_proba(batch), atol=1e-6)

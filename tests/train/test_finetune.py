@@ -103,13 +103,18 @@ def test_cli_pretrain_temporal_then_finetune_and_refuse_leave_one_out(tmp_path) 
         ]
         assert runner.invoke(app, args).exit_code == 0
     ft = ["--mode", "lora", "--lora-rank", "2", "--lora-items", "--epochs", "1", "--json"]
-    ft += ["--batch-size", "256"]
+    ft += ["--batch-size", "256", "--user-rate", "--bias-logreg", "--rank-weight", "2"]
     result = runner.invoke(app, ["finetune", str(tmp_path / "temporal"), *ft, "--out", str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert {"auc", "gauc", "logloss", "accuracy", "f1"} <= metrics["test"].keys()
     assert 0 < metrics["params"]["trainable"] < metrics["params"]["total"]
     assert metrics["head"]["lora_rank"] == 2 and metrics["head"]["lora_items"]
+    assert (
+        metrics["head"]["user_rate"]
+        and metrics["head"]["bias_logreg"]
+        and metrics["head"]["rank_weight"] == 2
+    )
     assert "trainable of" in result.output
     refused = runner.invoke(app, ["finetune", str(tmp_path / "loo"), *ft, "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "overlaps" in refused.output

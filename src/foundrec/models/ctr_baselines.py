@@ -188,3 +188,13 @@ class LogisticCTR:
     def parameters_count(self) -> tuple[int, int]:
         n = self.model_.coef_.size + 1
         return n, n
+
+    def item_logits(self) -> np.ndarray:
+        """Each item's part of the logit (item id + year group + genres), [n_items]: its like-ability
+        with every user's own offset (user id) fitted beside it."""
+        coef = self.model_.coef_[0]
+        sizes = [self.n_users, self.n_items, *self.side.user_cards, self.side.year_card]
+        starts = np.cumsum([0, *sizes])
+        items = np.arange(self.n_items)
+        year = coef[starts[-2] + self.side.item_year]
+        return coef[starts[1] + items] + year + self.side.item_genres @ coef[starts[-1] :]

@@ -10,8 +10,11 @@ share of the history, and the candidate's log popularity in the pretraining data
 can fit three weights, not the ~4k of the MLP; the MLP's output layer then starts at zero, so it only
 adds what the labels can support.
 
-Each item's bias starts at its training like rate (`init_biases`): within a user, how liked an item is
-carries most of the order GAUC scores. `rank_weight` adds a within-user pairwise term to the BCE.
+Each item's bias starts at its training like rate (`init_biases`), or at a logistic regression's item part
+(`set_item_bias`): within a user, how liked an item is carries most of the order GAUC scores.
+`rank_weight` adds a within-user pairwise term to the BCE; `user_rate` gives the head the like rate of the
+history it reads, a smooth user level, so the transformer's state need not carry it (docs/benchmarks.md:
+the two together trade AUC for GAUC).
 """
 
 from __future__ import annotations
@@ -100,9 +103,19 @@ class HeadConfig:
     bias_shrinkage: float = 5.0  # pseudo-rows at the mean target when `init_biases` starts an item's bias
     rank_weight: float = 0.0  # ctr: weight of `within_user_rank_loss` added to the BCE
     user_bias: bool = False  # a per-user bias (zero-started): no gain on validation (docs/benchmarks.md)
+    user_rate: bool = False  # the history's shrunk like rate (+ its length) as input and a linear term
+    bias_logreg: bool = False  # item biases start at a logistic regression's item part (task_run.py)
 
 
 N_PRIOR = 3  # next-item log-probability, history like share, log popularity
+RATE_SHRINKAGE = 5.0  # pseudo-events at the base rate in `user_rate`'s like rate
+
+
+def history_likes(batch: LabeledBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(likes, events) in the history each pair reads, (N,) each: the feedback up to its position."""
+    real = (batch.feedback != PAD_FEEDBACK).float().cumsum(1)
+    likes = (batch.feedback == 1).float().cumsum(1)
+    return likes[batch.row, batch.position], real[batch.row, batch.position]
 
 
 class TaskNetwork(nn.Module):
@@ -130,7 +143,10 @@ class TaskNetwork(nn.Module):
         for table in (self.user_bias, self.item_bias):
             if table is not None:
                 nn.init.zeros_(table.weight)
-        width = 3 * dim + self.side.out_dim
+        self.rate_weight: nn.Parameter | None = None
+        if cfg.user_rate:  # zero-started: the head begins as without it
+            self.rate_weight = nn.Parameter(torch.zeros(2))
+        width = 3 * dim + self.side.out_dim + (2 if cfg.user_rate else 0)
         self.mlp = nn.Sequential(
             nn.LayerNorm(width),
             nn.Linear(width, cfg.hidden),
@@ -155,10 +171,17 @@ class TaskNetwork(nn.Module):
         h = F.normalize(hidden[batch.row, batch.position], dim=-1)
         logits = h @ F.normalize(self.backbone.items.table(), dim=-1).T / self.temperature
         next_item = logits.log_softmax(-1).gather(1, batch.items[:, None]).squeeze(1)
-        real = (batch.feedback != PAD_FEEDBACK).float().cumsum(1)  # events up to each position
-        likes = (batch.feedback == 1).float().cumsum(1)
-        share = likes[batch.row, batch.position] / real[batch.row, batch.position].clamp(min=1)
+        likes, real = history_likes(batch)
+        share = likes / real.clamp(min=1)
         return torch.stack([next_item, share, self.log_prior[batch.items]], dim=1)
+
+    def user_rate(self, batch: LabeledBatch) -> torch.Tensor:
+        """(N, 2): the history's like rate (shrunk to the base rate) as log-odds minus the offset, and
+        log(1 + events). A like rate over many events moves little from row to row, unlike the state."""
+        likes, events = history_likes(batch)
+        base = torch.sigmoid(self.offset)
+        rate = ((likes + RATE_SHRINKAGE * base) / (events + RATE_SHRINKAGE)).clamp(1e-3, 1 - 1e-3)
+        return torch.stack([torch.log(rate / (1 - rate)) - self.offset, torch.log1p(events)], dim=1)
 
     def forward(self, batch: LabeledBatch) -> torch.Tensor:
         """Logits (ctr) or ratings, (N,)."""
@@ -166,8 +189,15 @@ class TaskNetwork(nn.Module):
         hidden = self.backbone(batch.tokens, extra)  # (B, T, dim)
         h = F.normalize(hidden[batch.row, batch.position], dim=-1)  # (N, dim)
         e = F.normalize(self.backbone.items(batch.items), dim=-1)  # (N, dim); cosine, as in pretraining
-        x = torch.cat([h, e, h * e, self.side(batch.users, batch.items)], dim=-1)
-        out = self.mlp(x).squeeze(-1) + self.item_bias(batch.items).squeeze(-1) + self.offset
+        parts = [h, e, h * e, self.side(batch.users, batch.items)]
+        rate = None
+        if self.rate_weight is not None:
+            rate = self.user_rate(batch)
+            parts.append(rate)
+        out = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1) + self.item_bias(batch.items).squeeze(-1)
+        out = out + self.offset
+        if rate is not None:
+            out = out + rate @ self.rate_weight
         if self.user_bias is not None:
             out = out + self.user_bias(batch.users.clamp(min=0)).squeeze(-1) * (batch.users >= 0)
         if self.prior_weight is not None:
@@ -201,6 +231,8 @@ class SequenceTaskModel:
         cfg = self.config
         if cfg.task not in TASKS:
             raise FoundrecError(f"unknown task {cfg.task!r}; choose ctr or rating")
+        if cfg.task != "ctr" and (cfg.user_rate or cfg.bias_logreg or cfg.rank_weight):
+            raise FoundrecError("user_rate, bias_logreg and rank_weight are for the ctr task")
         old = {id(p) for p in backbone.parameters()} if pretrained else set()
         prepare_backbone(backbone, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.bottleneck, cfg.lora_items)
         if cfg.task == "ctr":
@@ -232,6 +264,14 @@ class SequenceTaskModel:
             shrunk = np.log(p / (1 - p))
         bias = torch.as_tensor(shrunk - float(net.offset), dtype=torch.float32)
         net.item_bias.weight.copy_(bias[:, None])
+
+    @torch.no_grad()
+    def set_item_bias(self, logits: np.ndarray, items: np.ndarray) -> None:
+        """Start the item biases at per-item log-odds (e.g. a logistic regression's item part), centred
+        on the training rows' items `items` so that the offset stays the base rate."""
+        logits = np.asarray(logits, dtype=np.float64)
+        bias = torch.as_tensor(logits - logits[items].mean(), dtype=torch.float32)
+        self.network_.item_bias.weight.copy_(bias[:, None])
 
     @torch.no_grad()
     def standardise_prior(self, batch: LabeledBatch) -> None:
