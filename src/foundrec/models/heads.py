@@ -13,8 +13,8 @@ adds what the labels can support.
 Each item's bias starts at its training like rate (`init_biases`), or at a logistic regression's item part
 (`set_item_bias`): within a user, how liked an item is carries most of the order GAUC scores.
 `rank_weight` adds a within-user pairwise term to the BCE; `user_rate` gives the head the like rate of the
-history it reads, a smooth user level, so the transformer's state need not carry it (docs/benchmarks.md:
-the two together trade AUC for GAUC).
+history it reads, a smooth user level, so the transformer's state need not carry it. All three together
+are protocol (a)'s GAUC operating point, bought with AUC (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ class SequenceTaskModel:
     def loss(self, batch: LabeledBatch) -> torch.Tensor:
         out = self.network_(batch)
         loss = task_loss(self.config.task, out, batch)
-        if self.config.rank_weight and self.config.task == "ctr":
+        if self.config.rank_weight:  # ctr only (`build`)
             loss = loss + self.config.rank_weight * within_user_rank_loss(out, batch)
         return loss
 
