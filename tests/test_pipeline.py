@@ -134,11 +134,13 @@ def test_a_task_is_fine_tuned_from_the_pretrain_stage(tmp_path: Path) -> None:
         '[data]\ndataset = "ml-100k"\n[split]\nmethod = "temporal"\n[train]\nthreads = 1\n'
         '[pretrain]\nmodel = "sasrec"\n[pretrain.params]\nsize = "tiny"\nepochs = 1\n'
         '[baselines.pop]\nmodel = "pop"\n[fusion]\nmethods = ["rrf"]\ncandidates = 20\n'
-        '[task]\ntask = "ctr"\nmode = "lora"\nepochs = 1\n'
+        '[task]\ntask = "ctr"\nmode = "lora"\nepochs = 1\nrank_weight = 2.0\nuser_rate = true\n'
     )
     summary = run_pipeline(load_pipeline_config(config), tmp_path / "run", log=lambda _: None)
     assert summary["task"]["mode"] == "lora" and 0.0 < summary["task"]["test"]["auc"] < 1.0
     assert (tmp_path / "run" / "finetune" / "model").is_dir()
+    head = json.loads((tmp_path / "run" / "finetune" / "model" / "model.json").read_text())["head"]
+    assert head["user_rate"] and head["rank_weight"] == 2.0 and not head["bias_logreg"]
     manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
     assert manifest["ranker"] == "sequence-head" and "ranker/tensors.pt" in manifest["files"]
     assert load_bundle(tmp_path / "run" / "bundle").ranker is not None

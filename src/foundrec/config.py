@@ -110,6 +110,11 @@ class TaskSettings(Settings):
     backbone_lr: float = 3e-4  # pretrained weights
     batch_size: int = 64
     seed: int = 0
+    lora_rank: int = 4
+    # The GAUC operating point is rank_weight = 2 with user_rate and bias_logreg (docs/benchmarks.md).
+    rank_weight: float = 0.0
+    user_rate: bool = False
+    bias_logreg: bool = False
 
 
 class PipelineConfig(Settings):

@@ -196,9 +196,16 @@ def _finetune(cfg: PipelineConfig, pretrained: Path, folder: Path) -> dict[str, 
     ft = FinetuneConfig(
         lr=t.lr, backbone_lr=t.backbone_lr, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed
     )
-    metrics = finetune_run(
-        pretrained, rows, item_ids, HeadConfig(task=t.task, mode=t.mode), ft, t.shots, out=folder
+    head = HeadConfig(
+        task=t.task,
+        mode=t.mode,
+        lora_rank=t.lora_rank,
+        lora_alpha=2.0 * t.lora_rank,  # as `foundrec finetune`
+        rank_weight=t.rank_weight,
+        user_rate=t.user_rate,
+        bias_logreg=t.bias_logreg,
     )
+    metrics = finetune_run(pretrained, rows, item_ids, head, ft, t.shots, out=folder)
     return {"test": metrics["test"]}
 
 
