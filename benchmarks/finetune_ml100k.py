@@ -107,6 +107,9 @@ def jobs_a(pre: Path) -> Iterator[Job]:
     for seed in range(SEEDS_A, 5):  # its margins are small: two more seeds of the pair
         yield tuned("scratch+gauc", GAUC_A, True, seed)
         yield tuned("pretrained+lora+gauc", replace(GAUC_A, mode="lora"), False, seed)
+    for seed in range(SEEDS_A):  # `user_rate` alone, on the default (AUC) head
+        yield tuned("scratch+rate", HeadConfig(user_rate=True), True, seed)
+        yield tuned("pretrained+full+rate", HeadConfig(user_rate=True), False, seed)
     for seed in range(1, SEEDS_A):  # the other modes' seeds last: their rows are not the main claim
         for mode in ("lora", "adapter", "probe"):
             yield tuned(f"pretrained+{mode}", HeadConfig(mode=mode), False, seed)
