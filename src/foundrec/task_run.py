@@ -230,6 +230,10 @@ def finetune_run(
         log_prior=None if scratch else pre.state["log_prior"],
     )
     if head.bias_logreg:
+        if len(np.unique(targets)) < 2:
+            raise FoundrecError(
+                "--bias-logreg needs both liked and disliked training rows; draw more --shots"
+            )
         model.set_item_bias(logreg_on(task, rows).item_logits(), ev.items[rows])
     elif head.bias_from_data:
         model.init_biases(ev.items[rows], targets)
@@ -264,6 +268,11 @@ def finetune_run(
 
 def logreg_on(task: TaskData, rows: np.ndarray, c: float = 1.0) -> LogisticCTR:
     """Logistic regression on ids and side features of `rows` (C = 1: the baseline's validation choice)."""
+    if len(np.unique(task.events.labels[rows])) < 2:
+        raise FoundrecError(
+            f"logistic regression needs liked and disliked rows; all {len(rows)} training rows have one "
+            "label (with --shots, draw more rows or another --seed)"
+        )
     windows = row_windows(task.events, rows, 1)
     batch = make_batch(task.events, windows, np.arange(len(windows)))
     return LogisticCTR(task.side, task.events.n_users, task.events.n_items, c).fit(batch)

@@ -297,6 +297,14 @@ def test_item_biases_can_start_from_a_logistic_regressions_item_part(rated_task:
     assert abs(bias[ev.items[rated_task.train]].mean()) < 1e-5  # the offset stays the base rate
 
 
+def test_a_logistic_regression_on_one_label_is_refused_with_what_to_do(rated_task: TaskData) -> None:
+    from foundrec.task_run import logreg_on
+
+    liked = rated_task.train[rated_task.events.labels[rated_task.train] == 1][:16]
+    with pytest.raises(FoundrecError, match="liked and disliked.*--shots"):
+        logreg_on(rated_task, liked)
+
+
 def test_gauc_options_are_refused_for_the_rating_task(rated_task: TaskData) -> None:
     with pytest.raises(FoundrecError, match="ctr task"):
         model_for(rated_task, "full", task="rating", user_rate=True)

@@ -152,13 +152,17 @@ class BiasedMF(TorchRowModel):
         return self.network_(batch.users, batch.items)
 
 
+def field_starts(side: SideFeatures, n_users: int, n_items: int) -> np.ndarray:
+    """First column of each one-hot field (user, item, 3 user fields, year group), then the genres'."""
+    return np.cumsum([0, n_users, n_items, *side.user_cards, side.year_card])
+
+
 def one_hot_rows(
     users: np.ndarray, items: np.ndarray, side: SideFeatures, n_users: int, n_items: int
 ) -> sp.csr_matrix:
     """Sparse design matrix: one-hot user id, item id, age group, gender, occupation, year group; genres."""
     fields = [users, items, *side.user[users].T, side.item_year[items]]
-    sizes = [n_users, n_items, *side.user_cards, side.year_card]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    starts = field_starts(side, n_users, n_items)
     cols = np.stack([f + s for f, s in zip(fields, starts[:-1], strict=True)], axis=1)
     n = len(users)
     onehot = sp.csr_matrix(
@@ -193,8 +197,7 @@ class LogisticCTR:
         """Each item's part of the logit (item id + year group + genres), [n_items]: its like-ability
         with every user's own offset (user id) fitted beside it."""
         coef = self.model_.coef_[0]
-        sizes = [self.n_users, self.n_items, *self.side.user_cards, self.side.year_card]
-        starts = np.cumsum([0, *sizes])
+        starts = field_starts(self.side, self.n_users, self.n_items)
         items = np.arange(self.n_items)
         year = coef[starts[-2] + self.side.item_year]
         return coef[starts[1] + items] + year + self.side.item_genres @ coef[starts[-1] :]
