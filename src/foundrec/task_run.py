@@ -229,11 +229,7 @@ def finetune_run(
         temperature=pre.temperature or 1.0,
         log_prior=None if scratch else pre.state["log_prior"],
     )
-    if head.bias_logreg:
-        if len(np.unique(targets)) < 2:
-            raise FoundrecError(
-                "--bias-logreg needs both liked and disliked training rows; draw more --shots"
-            )
+    if head.bias_logreg:  # logreg_on refuses rows of one label
         model.set_item_bias(logreg_on(task, rows).item_logits(), ev.items[rows])
     elif head.bias_from_data:
         model.init_biases(ev.items[rows], targets)
